@@ -1,0 +1,250 @@
+"""Settings, built and validated once from the environment at start-up.
+
+Nothing else in the package reads ``os.environ``: everything takes a
+:class:`Settings`. A bad value raises :class:`ConfigError` with one line that
+names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+from gateway.units import parse_duration, parse_size
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+S3_MIN_PART = 5 * MiB
+
+
+@dataclass(frozen=True)
+class ZendeskSettings:
+    url: str
+    oauth_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    email: str | None = None
+    api_token: str | None = None
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"ZendeskSettings(url={self.url!r}, auth={self.auth_kind!r})"
+
+    @property
+    def auth_kind(self) -> str:
+        if self.oauth_token:
+            return "oauth"
+        if self.client_id:
+            return "client_credentials"
+        if self.email:
+            return "api_token"
+        return "none"
+
+
+@dataclass(frozen=True)
+class Settings:
+    public_url: str = "http://127.0.0.1:8000"
+    secret: bytes = field(default=b"", repr=False)
+    data_dir: Path = Path("./data")
+    storage: str = "file"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    tickets: str = "local"
+    zendesk: ZendeskSettings | None = None
+    attachment_max: int = 20 * MiB
+    max_upload: int = 5 * 1024**4
+    link_ttl: int = 14 * 86400
+    download_ttl: int = 30 * 86400
+    retention: int | None = None
+    clamd: str | None = None
+    buffer_memory: int = 256 * MiB
+    staff_token: str | None = field(default=None, repr=False)
+    public_comments: bool = False
+    idle_timeout: float = 60.0
+    link_concurrency: int = 8
+    log_format: str = "auto"
+    log_level: str = "info"
+    embedded: bool = True
+
+    @property
+    def secret_required(self) -> bool:
+        return not self.embedded
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _parse(env: Mapping[str, str], name: str, fn: Callable[[str], T], default: T) -> T:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        return fn(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return text
+
+    return check
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _load_or_create_secret(data_dir: Path) -> bytes:
+    path = data_dir / "secret.key"
+    try:
+        raw = path.read_text().strip()
+        if len(raw) >= 32:
+            return raw.encode()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value.encode()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    storage = _parse(env, "GATEWAY_STORAGE", _choice("file", "s3"), "file")
+    tickets = _parse(env, "GATEWAY_TICKETS", _choice("local", "zendesk"), "local")
+    data_dir = Path(_get(env, "GATEWAY_DATA_DIR") or "./data")
+    embedded = storage == "file" and tickets == "local"
+
+    secret_text = _get(env, "GATEWAY_SECRET")
+    if secret_text is not None and len(secret_text) < 32:
+        raise ConfigError("GATEWAY_SECRET: must be at least 32 characters")
+    if secret_text is None and not embedded:
+        raise ConfigError(
+            "GATEWAY_SECRET: required when GATEWAY_STORAGE or GATEWAY_TICKETS is not the "
+            "embedded default (set a random string of at least 32 characters)"
+        )
+
+    bucket = _get(env, "GATEWAY_S3_BUCKET")
+    if storage == "s3" and not bucket:
+        raise ConfigError("GATEWAY_S3_BUCKET: required when GATEWAY_STORAGE=s3")
+    prefix = _get(env, "GATEWAY_S3_PREFIX") or ""
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+
+    zendesk: ZendeskSettings | None = None
+    webhook_secret = _get(env, "GATEWAY_ZENDESK_WEBHOOK_SECRET")
+    if tickets == "zendesk":
+        url = _get(env, "GATEWAY_ZENDESK_URL")
+        if not url:
+            raise ConfigError("GATEWAY_ZENDESK_URL: required when GATEWAY_TICKETS=zendesk")
+        zendesk = ZendeskSettings(
+            url=_parse(env, "GATEWAY_ZENDESK_URL", _url, ""),
+            oauth_token=_get(env, "GATEWAY_ZENDESK_OAUTH_TOKEN"),
+            client_id=_get(env, "GATEWAY_ZENDESK_CLIENT_ID"),
+            client_secret=_get(env, "GATEWAY_ZENDESK_CLIENT_SECRET"),
+            email=_get(env, "GATEWAY_ZENDESK_EMAIL"),
+            api_token=_get(env, "GATEWAY_ZENDESK_TOKEN"),
+            webhook_secret=webhook_secret,
+        )
+        if zendesk.client_id and not zendesk.client_secret:
+            raise ConfigError(
+                "GATEWAY_ZENDESK_CLIENT_SECRET: required with GATEWAY_ZENDESK_CLIENT_ID"
+            )
+        if zendesk.email and not zendesk.api_token:
+            raise ConfigError("GATEWAY_ZENDESK_TOKEN: required with GATEWAY_ZENDESK_EMAIL")
+        if zendesk.auth_kind == "none":
+            raise ConfigError(
+                "GATEWAY_ZENDESK_OAUTH_TOKEN: set it (or GATEWAY_ZENDESK_CLIENT_ID and "
+                "GATEWAY_ZENDESK_CLIENT_SECRET, or GATEWAY_ZENDESK_EMAIL and "
+                "GATEWAY_ZENDESK_TOKEN) when GATEWAY_TICKETS=zendesk"
+            )
+
+    sse = _parse(env, "GATEWAY_S3_SSE", _choice("AES256", "aws:kms"), None)
+    kms_key = _get(env, "GATEWAY_S3_SSE_KMS_KEY_ID")
+    if kms_key and sse != "aws:kms":
+        raise ConfigError("GATEWAY_S3_SSE_KMS_KEY_ID: needs GATEWAY_S3_SSE=aws:kms")
+
+    attachment_max = _parse(env, "GATEWAY_ATTACHMENT_MAX", parse_size, 20 * MiB)
+    max_upload = _parse(env, "GATEWAY_MAX_UPLOAD", parse_size, 5 * 1024**4)
+    if max_upload <= 0:
+        raise ConfigError("GATEWAY_MAX_UPLOAD: must be positive")
+    buffer_memory = _parse(env, "GATEWAY_BUFFER_MEMORY", parse_size, 256 * MiB)
+    if buffer_memory < 2 * S3_MIN_PART:
+        raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
+
+    settings = Settings(
+        public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
+        secret=b"",
+        data_dir=data_dir,
+        storage=storage,
+        s3_bucket=bucket,
+        s3_prefix=prefix,
+        s3_sse=sse,
+        s3_sse_kms_key_id=kms_key,
+        tickets=tickets,
+        zendesk=zendesk,
+        attachment_max=attachment_max,
+        max_upload=max_upload,
+        link_ttl=_parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
+        download_ttl=_parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),
+        retention=_parse(env, "GATEWAY_RETENTION", parse_duration, None),
+        clamd=_get(env, "GATEWAY_CLAMD"),
+        buffer_memory=buffer_memory,
+        staff_token=_get(env, "GATEWAY_STAFF_TOKEN"),
+        public_comments=_parse(env, "GATEWAY_PUBLIC_COMMENTS", _bool, False),
+        idle_timeout=float(_parse(env, "GATEWAY_IDLE_TIMEOUT", parse_duration, 60)),
+        link_concurrency=_parse(env, "GATEWAY_LINK_CONCURRENCY", _positive_int, 8),
+        log_format=_parse(env, "GATEWAY_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
+        log_level=_parse(
+            env, "GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
+        ),
+        embedded=embedded,
+    )
+    if settings.clamd and not (
+        settings.clamd.startswith("tcp://") or settings.clamd.startswith("/")
+    ):
+        raise ConfigError("GATEWAY_CLAMD: expected tcp://HOST:PORT or an absolute socket path")
+    secret = secret_text.encode() if secret_text else _load_or_create_secret(data_dir)
+    return replace(settings, secret=secret)

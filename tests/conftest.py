@@ -1,0 +1,7 @@
+"""Fixtures shared by the whole suite live in tests/support/, one module per server."""
+
+pytest_plugins = [
+    "tests.support.seaweed",
+    "tests.support.zendesk",
+    "tests.support.gateway",
+]
