@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.seaweed",
     "tests.support.zendesk",
     "tests.support.gateway",
+    "tests.support.clamd",
 ]
