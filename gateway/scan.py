@@ -72,6 +72,16 @@ class ScanResult:
     clean: bool
     signature: str | None = None
 
+    @property
+    def limit_exceeded(self) -> bool:
+        """clamd gave up on the file at one of its size limits instead of scanning it all.
+
+        Only reported with ``AlertExceedsMax yes`` in clamd.conf; without it, a
+        file over ``MaxFileSize`` or ``MaxScanSize`` (libclamav caps both at
+        2 GiB - 1) comes back ``OK`` even with malware at its very start.
+        """
+        return (self.signature or "").startswith("Heuristics.Limits.Exceeded")
+
 
 class Scanner(Protocol):
     """What the delivery pipeline needs from a malware scanner."""

@@ -310,9 +310,13 @@ def test_hung_clamd_is_unavailable_on_scan(silent_server: int) -> None:
 
 @pytest.fixture(scope="module")
 def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdServer]:
-    """A second clamd whose StreamMaxLength is 1 MiB."""
+    """A second clamd with small limits: 4 MiB streams, files scanned up to 1 MiB."""
     require_clamd()
-    server = start_clamd(tmp_path_factory.mktemp("clamd-small"), stream_max_length="1M")
+    server = start_clamd(
+        tmp_path_factory.mktemp("clamd-small"),
+        stream_max_length="4M",
+        extra={"MaxFileSize": "1M", "MaxScanSize": "1M", "AlertExceedsMax": "yes"},
+    )
     try:
         yield server
     finally:
@@ -326,6 +330,15 @@ def test_stream_over_clamd_limit_is_an_error_not_clean(small_clamd: ClamdServer)
         run(scanner.scan(stream([block] * 40)))
 
 
-def test_stream_under_clamd_limit_still_scans(small_clamd: ClamdServer) -> None:
-    scanner = ClamdScanner(small_clamd.tcp_address)
-    assert run(scanner.scan(stream([EICAR]))).signature == EICAR_SIGNATURE
+def test_file_over_clamd_scan_limit_is_reported_not_clean(small_clamd: ClamdServer) -> None:
+    # With AlertExceedsMax, a file clamd would only partly scan is not "OK".
+    result = run(ClamdScanner(small_clamd.tcp_address).scan(stream([EICAR, bytes(2 * MiB)])))
+    assert not result.clean
+    assert result.signature == "Heuristics.Limits.Exceeded.MaxFileSize"
+    assert result.limit_exceeded
+
+
+def test_file_under_clamd_limits_still_scans(small_clamd: ClamdServer) -> None:
+    result = run(ClamdScanner(small_clamd.tcp_address).scan(stream([EICAR])))
+    assert result.signature == EICAR_SIGNATURE
+    assert not result.limit_exceeded

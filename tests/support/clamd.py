@@ -115,6 +115,8 @@ def write_config(
         "StreamMaxLength": stream_max_length,
         "MaxScanSize": "4000M",
         "MaxFileSize": "4000M",
+        # Without this, a file past MaxFileSize/MaxScanSize comes back "OK".
+        "AlertExceedsMax": "yes",
         "SelfCheck": "0",
     }
     options.update(extra or {})
