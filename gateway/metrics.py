@@ -37,7 +37,21 @@ READY_CHECKS = ("storage", "tickets")
 
 # Store calls range from a HEAD (milliseconds) to a 5 GiB part upload (minutes).
 STORAGE_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 # Ticket API calls include attachment uploads of up to GATEWAY_ATTACHMENT_MAX.
 TICKET_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

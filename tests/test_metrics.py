@@ -64,8 +64,7 @@ def test_fixed_label_values_exist_at_zero() -> None:
     for protocol in PROTOCOLS:
         assert sample(text, "gateway_uploads_started_total", protocol=protocol) == 0
         assert (
-            sample(text, "gateway_uploads_finished_total", protocol=protocol, route="storage")
-            == 0
+            sample(text, "gateway_uploads_finished_total", protocol=protocol, route="storage") == 0
         )
     assert sample(text, "gateway_deliveries_total", result="retried") == 0
     assert sample(text, "gateway_scans_total", result="infected") == 0
@@ -99,8 +98,7 @@ def test_counters_gauges_and_histograms_move() -> None:
     assert sample(text, "gateway_uploads_started_total", protocol="put") == 0
     assert sample(text, "gateway_uploads_finished_total", protocol="tus", route="storage") == 1
     assert (
-        sample(text, "gateway_uploads_failed_total", protocol="put", reason="incomplete_body")
-        == 1
+        sample(text, "gateway_uploads_failed_total", protocol="put", reason="incomplete_body") == 1
     )
     assert sample(text, "gateway_bytes_received_total", protocol="tus") == 1024
     assert sample(text, "gateway_uploads_in_flight") == 1
