@@ -51,6 +51,7 @@ class ZendeskSettings:
 @dataclass(frozen=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
+    public_url_explicit: bool = False  # False: `serve` derives it from --host/--port
     secret: bytes = field(default=b"", repr=False)
     data_dir: Path = Path("./data")
     storage: str = "file"
@@ -216,6 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     settings = Settings(
         public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
+        public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
         secret=b"",
         data_dir=data_dir,
         storage=storage,

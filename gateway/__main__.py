@@ -1,0 +1,5 @@
+"""``python -m gateway`` is the same as ``gateway``."""
+
+from gateway.cli import main
+
+main()

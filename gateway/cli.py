@@ -1,0 +1,181 @@
+"""The ``gateway`` command: serve, link, upload, sweep, purge.
+
+click gives us consistent ``--help``, option parsing and exit codes for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from gateway import __version__
+from gateway.errors import ConfigError, GatewayError
+from gateway.settings import Settings, load_settings
+from gateway.units import format_duration, format_size, parse_duration, parse_size
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.echo(f"gateway: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gateway")
+def main() -> None:
+    """Large-file upload gateway for support tickets.
+
+    Configuration comes from GATEWAY_* environment variables (see the README).
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Print a ready upload link for a demo ticket (1001) and the staff view of it.",
+)
+@click.option(
+    "--grace",
+    default=110.0,
+    show_default=True,
+    type=float,
+    help="Seconds running uploads get to finish after SIGTERM.",
+)
+def serve(host: str, port: int, demo: bool, grace: float) -> None:
+    """Run the service."""
+    from gateway.server import run
+
+    settings = _settings()
+    if not settings.public_url_explicit:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        settings = settings.with_(public_url=f"http://{shown}:{port}")
+    if demo:
+        from gateway.links import Links
+
+        minted = Links(settings).mint("1001")
+        click.echo(f"Staff view of the demo ticket: {settings.public_url}/tickets/1001")
+        click.echo(f"Upload link for demo ticket 1001 (valid {format_duration(settings.link_ttl)}):")
+        click.echo(minted.url)
+    run(settings, host=host, port=port, grace=grace)
+
+
+@main.command()
+@click.option("--ticket", required=True, help="Ticket id the uploads go to.")
+@click.option("--expires", type=_Duration(), default=None, help="Lifetime, e.g. 30m, 12h, 14d.")
+@click.option("--max-size", type=_Size(), default=None, help="Size cap, e.g. 500MB, 2GiB, 1TB.")
+def link(ticket: str, expires: int | None, max_size: int | None) -> None:
+    """Mint an upload link for a ticket (the URL is the last line printed)."""
+    import time
+
+    from gateway.links import Links
+
+    settings = _settings()
+    try:
+        minted = Links(settings).mint(ticket, expires_in=expires, max_size=max_size)
+    except GatewayError as exc:
+        click.echo(f"gateway: {exc.message}", err=True)
+        sys.exit(2)
+    expires_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minted.link.expires_at))
+    click.echo(f"Ticket:   {ticket}")
+    click.echo(f"Expires:  {expires_at}")
+    click.echo(f"Max size: {format_size(minted.link.max_size)}")
+    click.echo(minted.url)
+
+
+@main.command()
+@click.argument("url")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--parallel", default=4, show_default=True, help="Parts in flight per file.")
+@click.option("--chunk-size", type=_Size(), default="16MiB", show_default=True)
+@click.option("--retries", default=10, show_default=True, help="Retries per chunk.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def upload(
+    url: str, files: tuple[str, ...], parallel: int, chunk_size: int, retries: int, quiet: bool
+) -> None:
+    """Upload FILES to an upload link; re-run the same command to resume."""
+    from gateway.client.upload import run_upload
+
+    sys.exit(
+        run_upload(
+            url, list(files), parallel=parallel, chunk_size=chunk_size, retries=retries,
+            quiet=quiet,
+        )
+    )  # fmt: skip
+
+
+@main.command()
+def sweep() -> None:
+    """Housekeeping: expired uploads, abandoned multipart uploads, retention."""
+    from gateway.services import build_services
+    from gateway.sweep import sweep as run_sweep
+
+    settings = _settings()
+
+    async def go() -> list[str]:
+        services = build_services(settings)
+        try:
+            report = await run_sweep(
+                services.store, services.engine, retention=settings.retention
+            )
+            return report.lines()
+        finally:
+            await services.close()
+
+    for line in asyncio.run(go()):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--ticket", required=True, help="Ticket whose stored files are deleted.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(ticket: str, yes: bool) -> None:
+    """Delete every stored file of a ticket (on request)."""
+    from gateway.services import build_services
+    from gateway.sweep import purge_ticket
+
+    settings = _settings()
+    if not yes:
+        click.confirm(f"Delete every stored file of ticket {ticket}?", abort=True)
+
+    async def go() -> int:
+        services = build_services(settings)
+        try:
+            deleted = await purge_ticket(services.store, ticket)
+            for file in deleted:
+                services.event(
+                    "purged", {"file_id": file.file_id, "ticket": ticket, "size": file.size}
+                )
+            return len(deleted)
+        finally:
+            await services.close()
+
+    click.echo(f"deleted {asyncio.run(go())} file(s) of ticket {ticket}")

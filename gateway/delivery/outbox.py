@@ -1,0 +1,323 @@
+"""The durable delivery outbox.
+
+A finished file is written to ``outbox/{id}.json`` before its receipt goes
+out. A worker in every replica lists the outbox, groups entries by ticket,
+waits a short batching window so that files finishing close together share
+one comment, takes the ticket's lease, asks the ticket which of the files'
+markers it already shows (a crash between posting and recording), posts one
+comment for the rest and records them delivered. Failures back off with
+jitter; 429 and 503 honour ``Retry-After``; refusals (401/403/404/422) are
+shown as ``failed`` with the reason and retried only rarely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gateway.delivery import comments
+from gateway.errors import GatewayError
+from gateway.links import Links
+from gateway.scan import ScanFailure, Scanner, ScannerUnavailable
+from gateway.store.base import ObjectStore, StorageError
+from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
+from gateway.uploads import records
+from gateway.uploads.lease import hold
+from gateway.uploads.records import FileRecord
+
+log = logging.getLogger("gateway.delivery")
+
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 300.0
+REFUSED_RETRY = 1800.0
+
+
+@dataclass
+class Entry:
+    file_id: str
+    ticket: str
+    enqueued_at: float
+    attempts: int = 0
+    next_at: float = 0.0
+    last_error: str = ""
+
+    def to_bytes(self) -> bytes:
+        return records.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Entry:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before attempt ``attempts + 1``: exponential, jittered, capped."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.5), 3600.0) + random.uniform(0, 0.5)
+    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempts, 12)) * random.uniform(0.5, 1.0)
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: ObjectStore,
+        tickets: TicketSystem,
+        links: Links,
+        *,
+        public_comments: bool = False,
+        batch_window: float = 1.0,
+        batch_max_wait: float = 10.0,
+        poll_interval: float = 5.0,
+        scanner: Scanner | None = None,
+        clock: Callable[[], float] = time.time,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.tickets = tickets
+        self.links = links
+        self.public_comments = public_comments
+        self.batch_window = batch_window
+        self.batch_max_wait = batch_max_wait
+        self.poll_interval = poll_interval
+        self.scanner = scanner
+        self.clock = clock
+        self.on_event = on_event or (lambda _name, _fields: None)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.pending = 0
+        self.oldest_age = 0.0
+        self.scanner_ok = True
+
+    # -- the producer side ----------------------------------------------------------
+
+    async def enqueue(self, file: FileRecord) -> None:
+        """Durably record that ``file`` must be delivered (before its receipt is sent)."""
+        entry = Entry(file_id=file.file_id, ticket=file.ticket, enqueued_at=self.clock())
+        await self.store.put(records.outbox_key(file.file_id), entry.to_bytes())
+        self._wake.set()
+
+    # -- the worker -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="delivery-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delay = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery pass failed")
+                delay = self.poll_interval
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            if self.batch_window:
+                await asyncio.sleep(min(self.batch_window, 0.25))
+
+    async def _entries(self) -> list[Entry]:
+        entries = []
+        for info in await self.store.list("outbox/"):
+            if not info.key.endswith(".json"):
+                continue
+            raw = await self.store.get(info.key)
+            if raw is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    entries.append(Entry.from_bytes(raw))
+        return entries
+
+    async def run_once(self) -> float:
+        """One pass over the outbox; returns how long to sleep before the next."""
+        now = self.clock()
+        entries = await self._entries()
+        self.pending = len(entries)
+        self.oldest_age = max((now - e.enqueued_at for e in entries), default=0.0)
+        by_ticket: dict[str, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            by_ticket[entry.ticket].append(entry)
+        sleep = self.poll_interval
+        for ticket, group in by_ticket.items():
+            due = [e for e in group if e.next_at <= now]
+            if not due:
+                sleep = min(sleep, min(e.next_at for e in group) - now)
+                continue
+            newest = max(e.enqueued_at for e in due)
+            oldest = min(e.enqueued_at for e in due)
+            if now - newest < self.batch_window and now - oldest < self.batch_max_wait:
+                sleep = min(sleep, self.batch_window - (now - newest))
+                continue
+            try:
+                async with hold(self.store, f"outbox-lease/{ticket}"):
+                    await self._deliver(ticket, due)
+            except GatewayError:
+                continue  # another replica holds this ticket's lease
+            except StorageError as exc:
+                log.warning("storage failed during delivery to ticket %s: %s", ticket, exc)
+        return max(0.05, sleep)
+
+    # -- one ticket --------------------------------------------------------------------
+
+    async def _load(self, entry: Entry) -> FileRecord | None:
+        raw = await self.store.get(records.meta_key(entry.file_id))
+        return None if raw is None else FileRecord.from_bytes(raw)
+
+    async def _deliver(self, ticket: str, entries: list[Entry]) -> None:
+        files: list[tuple[Entry, FileRecord]] = []
+        for entry in entries:
+            # Re-read under the lease: another replica may have delivered it meanwhile.
+            raw = await self.store.get(records.outbox_key(entry.file_id))
+            if raw is None:
+                continue
+            entry = Entry.from_bytes(raw)
+            file = await self._load(entry)
+            if file is None:
+                await self.store.delete(records.outbox_key(entry.file_id))
+                continue
+            files.append((entry, file))
+        if not files:
+            return
+        lines: list[comments.CommentLine] = []
+        try:
+            for entry, file in files:
+                lines.append(await self._prepare(file))
+        except ScannerUnavailable as exc:
+            self.scanner_ok = False
+            await self._retry(files, f"waiting for the malware scanner: {exc}", None, refused=False)
+            return
+        self.scanner_ok = True
+        markers = [comments.marker(f.file_id) for _, f in files]
+        try:
+            present = await self.tickets.find_markers(ticket, markers)
+        except TicketError as exc:
+            await self._retry(files, exc.message, exc.retry_after, refused=not exc.retryable)
+            return
+        done = [(e, f) for e, f in files if comments.marker(f.file_id) in present]
+        for entry, file in done:
+            await self._mark_delivered(entry, file)
+        todo = [line for line in lines if comments.marker(line.file.file_id) not in present]
+        for batch in self._batches(todo):
+            batch_files = [(e, f) for e, f in files if any(line.file is f for line in batch)]
+            comment = NewComment(
+                body=comments.render(batch),
+                public=self.public_comments,
+                attachments=[
+                    self._attachment(line.file)
+                    for line in batch
+                    if line.download_url is None and line.infected is None
+                ],
+            )
+            try:
+                await self.tickets.post_comment(ticket, comment)
+            except TicketError as exc:
+                log.warning("delivery to ticket %s failed: %s", ticket, exc.message)
+                await self._retry(batch_files, exc.message, exc.retry_after, refused=not exc.retryable)
+                continue
+            for entry, file in batch_files:
+                await self._mark_delivered(entry, file)
+
+    def _batches(self, lines: list[comments.CommentLine]) -> list[list[comments.CommentLine]]:
+        """Split lines so each comment's attachments stay within the ticket system's cap."""
+        cap = self.tickets.max_comment_attachments
+        batches: list[list[comments.CommentLine]] = []
+        current: list[comments.CommentLine] = []
+        used = 0
+        for line in lines:
+            weight = line.file.size if line.download_url is None and not line.infected else 0
+            if current and used + weight > cap:
+                batches.append(current)
+                current, used = [], 0
+            current.append(line)
+            used += weight
+        if current:
+            batches.append(current)
+        return batches
+
+    async def _prepare(self, file: FileRecord) -> comments.CommentLine:
+        if self.scanner is not None and file.scan is None:
+            try:
+                result = await self.scanner.scan(self._reader(file))
+                file.scan = "clean" if result.clean else f"infected:{result.signature}"
+            except ScannerUnavailable:
+                raise
+            except ScanFailure as exc:
+                # clamd answered without a verdict: never treat the file as clean.
+                file.scan = f"infected:unscannable ({exc})"
+            await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+            self.on_event("scanned", {"file_id": file.file_id, "result": file.scan})
+        if file.scan and file.scan.startswith("infected:"):
+            if file.status != "quarantined":
+                file.status = "quarantined"
+                file.status_detail = "Malware detected; the file is kept in quarantine."
+                await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+            return comments.CommentLine(file=file, infected=file.scan.split(":", 1)[1])
+        if file.route == "storage":
+            url, expires_at = self.links.download_url(file.file_id, file.filename)
+            return comments.CommentLine(file=file, download_url=url, link_expires_at=expires_at)
+        return comments.CommentLine(file=file)
+
+    def _reader(self, file: FileRecord) -> AsyncIterator[bytes]:
+        return self.store.read(records.data_key(file.file_id))
+
+    def _attachment(self, file: FileRecord) -> AttachmentSource:
+        return AttachmentSource(
+            filename=file.filename,
+            size=file.size,
+            content_type=file.content_type,
+            open=lambda: self._reader(file),
+        )
+
+    async def _mark_delivered(self, entry: Entry, file: FileRecord) -> None:
+        if file.status != "quarantined":
+            file.status = "delivered"
+            file.status_detail = ""
+        file.delivered_at = self.clock()
+        await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+        await self.store.delete(records.outbox_key(entry.file_id))
+        self.on_event(
+            "delivered",
+            {"file_id": file.file_id, "ticket": file.ticket, "route": file.route,
+             "size": file.size, "status": file.status},
+        )  # fmt: skip
+
+    async def _retry(
+        self,
+        files: list[tuple[Entry, FileRecord]],
+        reason: str,
+        retry_after: float | None,
+        *,
+        refused: bool,
+    ) -> None:
+        now = self.clock()
+        for entry, file in files:
+            entry.attempts += 1
+            entry.last_error = reason
+            entry.next_at = now + (REFUSED_RETRY if refused else backoff(entry.attempts, retry_after))
+            await self.store.put(records.outbox_key(entry.file_id), entry.to_bytes())
+            status = "failed" if refused else "pending"
+            detail = (
+                f"The ticket system refused the delivery: {reason}"
+                if refused
+                else f"Delivery will be retried: {reason}"
+            )
+            if file.status != "quarantined" and (file.status, file.status_detail) != (status, detail):
+                file.status, file.status_detail = status, detail
+                await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+        self.on_event("delivery_retry", {"ticket": files[0][1].ticket, "reason": reason,
+                                         "refused": refused, "files": len(files)})  # fmt: skip

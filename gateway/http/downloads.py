@@ -1,0 +1,89 @@
+"""Downloads for support engineers, from the signed link in the ticket comment.
+
+The gateway signs these links itself, so they can outlive S3's seven-day
+presign limit. Bytes stream from the store; one ``Range`` is honoured
+(206/416), ``If-Range`` guards it with the strong ETag (the SHA-256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.errors import Code, GatewayError
+from gateway.filenames import content_disposition
+from gateway.http import headers
+from gateway.http.context import services_of
+from gateway.uploads import records
+from gateway.uploads.records import FileRecord
+
+
+async def _file(request: Request) -> FileRecord:
+    services = services_of(request)
+    grant = services.links.check_download(request.path_params["token"])
+    if not records.is_id(grant.file_id):
+        raise GatewayError(Code.DOWNLOAD_INVALID)
+    raw = await services.store.get(records.meta_key(grant.file_id))
+    if raw is None:
+        raise GatewayError(Code.GONE, "This file has been removed.")
+    file = FileRecord.from_bytes(raw)
+    if file.status == "quarantined" or (file.scan or "").startswith("infected"):
+        raise GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
+    if file.retain_until is not None and file.retain_until <= services.links.clock():
+        raise GatewayError(Code.GONE, "This file has passed its retention period.")
+    return file
+
+
+async def download(request: Request) -> Response:
+    services = services_of(request)
+    file = await _file(request)
+    etag = f'"{file.sha256}"'
+    base = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Type": file.content_type,
+        "Content-Disposition": content_disposition(file.filename),
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    start, end, status = 0, file.size, 200
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if range_header and (if_range is None or headers.etag_matches(if_range, etag)):
+        try:
+            wanted = headers.parse_range(range_header, file.size)
+        except headers.Unsatisfiable:
+            return Response(
+                status_code=416,
+                headers={**base, "Content-Range": f"bytes */{file.size}", "Content-Length": "0"},
+            )
+        if wanted is not None:
+            start, end, status = wanted.start, wanted.end, 206
+            base["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
+    base["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=base)
+    services.metrics.downloads.inc()
+    services.event(
+        "downloaded",
+        {"file_id": file.file_id, "ticket": file.ticket, "bytes": end - start,
+         "from": request.client.host if request.client else None},
+    )  # fmt: skip
+
+    async def body() -> AsyncIterator[bytes]:
+        counter = services.metrics.download_bytes
+        if end > start:
+            async for chunk in services.store.read(records.data_key(file.file_id), start, end):
+                counter.inc(len(chunk))
+                yield chunk
+
+    return StreamingResponse(body(), status_code=status, headers=base)
+
+
+routes = [
+    Route("/files/{token}", download, methods=["GET", "HEAD"]),
+    Route("/files/{token}/{name:path}", download, methods=["GET", "HEAD"]),
+]

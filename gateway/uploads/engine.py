@@ -1,0 +1,554 @@
+"""The intake pipeline: one engine behind raw PUT, form POST and tus.
+
+A request hands the engine an async iterator of body chunks and the offset
+it claims to start at. The engine copies the chunks into part buffers taken
+from the memory budget, hashes full buffers in order in a worker thread,
+uploads them as multipart parts (several in flight) and, when the body ends,
+either finishes the file or keeps what it has: full parts stay in the
+multipart upload and the remainder becomes the upload's tail object. The
+offset is always derived from the store (parts + tail), never from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.errors import Code, GatewayError
+from gateway.signing import UploadLink
+from gateway.store.base import ObjectInfo, ObjectStore, Part, StorageError
+from gateway.uploads import records
+from gateway.uploads.budget import BufferBudget
+from gateway.uploads.hashing import HashCache, OrderedHasher
+from gateway.uploads.lease import hold
+from gateway.uploads.partsize import TooLargeForBudget, plan_parts
+from gateway.uploads.records import FileRecord, UploadRecord
+
+log = logging.getLogger("gateway.uploads")
+
+PARTS_IN_FLIGHT = 4
+COMMIT_EVERY = 64 * 1024 * 1024
+
+OnFinished = Callable[[FileRecord], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an upload stands after a request."""
+
+    offset: int
+    file: FileRecord | None = None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    parts: list[Part]
+    tail: bytes | None
+    offset: int
+    completed: ObjectInfo | None = None  # the data object exists: finished, maybe unrecorded
+
+
+class UploadEngine:
+    def __init__(
+        self,
+        store: ObjectStore,
+        budget: BufferBudget,
+        *,
+        attachment_max: int,
+        on_finished: OnFinished,
+        clock: Callable[[], float] = time.time,
+        lease_ttl: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.budget = budget
+        self.attachment_max = attachment_max
+        self.on_finished = on_finished
+        self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.hashes = HashCache()
+
+    # -- records ---------------------------------------------------------------
+
+    async def create(
+        self,
+        link: UploadLink,
+        *,
+        filename: str,
+        length: int | None,
+        protocol: str,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> UploadRecord:
+        """Record a new upload (no bytes yet)."""
+        if length is not None and length > link.max_size:
+            raise GatewayError(
+                Code.TOO_LARGE, f"The file is {length} bytes; this link accepts at most {link.max_size}."
+            )
+        try:
+            plan = plan_parts(length, self.budget.limit)
+        except TooLargeForBudget:
+            raise GatewayError(
+                Code.TOO_LARGE, "The file is larger than this gateway is configured to accept."
+            ) from None
+        now = self.clock()
+        record = UploadRecord(
+            id=records.new_id(),
+            ticket=link.ticket,
+            link_id=link.link_id,
+            filename=filename,
+            length=length,
+            max_size=link.max_size,
+            plan=plan,
+            created_at=now,
+            expires_at=float(link.expires_at),
+            protocol=protocol,
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+        )
+        await self._save(record)
+        return record
+
+    async def _save(self, record: UploadRecord) -> None:
+        await self.store.put(records.info_key(record.id), record.to_bytes())
+
+    async def load(self, upload_id: str) -> UploadRecord:
+        if not records.is_id(upload_id):
+            raise GatewayError(Code.NOT_FOUND, "No such upload.")
+        raw = await self.store.get(records.info_key(upload_id))
+        if raw is None:
+            raise GatewayError(Code.NOT_FOUND, "No such upload.")
+        record = UploadRecord.from_bytes(raw)
+        if record.expires_at <= self.clock():
+            raise GatewayError(Code.GONE, "This upload has expired.")
+        return record
+
+    async def declare_length(self, record: UploadRecord, length: int) -> None:
+        """Fix the length of an upload created without one (tus Upload-Defer-Length)."""
+        if record.length is not None:
+            if record.length != length:
+                raise GatewayError(Code.BAD_REQUEST, "The upload's length is already set.")
+            return
+        if length > record.max_size:
+            raise GatewayError(Code.TOO_LARGE)
+        stored = await self._stored(record)
+        if length < stored.offset:
+            raise GatewayError(Code.BAD_REQUEST, "The length is smaller than what was received.")
+        record.length = length
+        await self._save(record)
+
+    # -- offsets -----------------------------------------------------------------
+
+    async def _stored(self, record: UploadRecord) -> _Stored:
+        parts: list[Part] = []
+        if record.multipart_id is not None:
+            try:
+                parts = await self.store.list_parts(records.data_key(record.id), record.multipart_id)
+            except KeyError:
+                done = await self.store.head(records.data_key(record.id))
+                if done is None:
+                    raise GatewayError(Code.GONE, "This upload's stored parts are gone.") from None
+                return _Stored(parts=[], tail=None, offset=done.size, completed=done)
+        # Only the committed run of full parts counts; a part written past it (by a request that
+        # died or failed its checksum) is ignored and will be written again.
+        good: list[Part] = []
+        for expected, part in enumerate(parts, start=1):
+            if expected > record.committed:
+                break
+            if part.number != expected or part.size != record.plan.size_of(expected):
+                break
+            good.append(part)
+        next_part = len(good) + 1
+        tail: bytes | None = None
+        for info in await self.store.list(records.tail_prefix(record.id)):
+            suffix = info.key.rsplit(".", 1)[-1]
+            if suffix == str(next_part) and info.size < record.plan.size_of(next_part):
+                tail = await self.store.get(info.key)
+        offset = sum(p.size for p in good) + (len(tail) if tail else 0)
+        if record.multipart_id is None and tail is None:
+            done = await self.store.head(records.data_key(record.id))
+            if done is not None:
+                return _Stored(parts=[], tail=None, offset=done.size, completed=done)
+        return _Stored(parts=good, tail=tail, offset=offset)
+
+    async def offset(self, record: UploadRecord) -> int:
+        stored = await self._stored(record)
+        if stored.completed is not None:
+            await self._recover(record, stored.completed)
+        return stored.offset
+
+    async def _recover(self, record: UploadRecord, done: ObjectInfo) -> FileRecord:
+        """The data object exists but the upload was not recorded as a file: finish that now."""
+        raw = await self.store.get(records.meta_key(record.id))
+        if raw is not None:
+            return FileRecord.from_bytes(raw)
+        if record.length is not None and done.size != record.length:
+            raise GatewayError(Code.INTERNAL, "The stored file does not have the declared length.")
+        log.info("recovering finished upload %s", record.id)
+        return await self._finish_record(record, done.size, done.etag, None)
+
+    # -- writing -----------------------------------------------------------------
+
+    async def write(
+        self,
+        record: UploadRecord,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        final: bool = False,
+        expect: int | None = None,
+        checksum: Callable[[], object] | None = None,
+        verify: Callable[[object], None] | None = None,
+    ) -> Progress:
+        """Append ``chunks`` at ``offset`` under the upload's lease.
+
+        ``final`` says the body ends the file (its length becomes the offset
+        reached). ``expect`` is how many bytes this request declared: fewer is
+        an incomplete body, more is refused. ``checksum`` makes a fresh hash
+        object fed with this request's bytes, and ``verify`` judges it before
+        anything from this request is kept past the last stored part (tus
+        checksum extension).
+        """
+        async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
+            fresh = await self.load(record.id)
+            return await self._write_locked(fresh, offset, chunks, final, expect, checksum, verify)
+
+    async def _write_locked(
+        self,
+        record: UploadRecord,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        final: bool,
+        expect: int | None,
+        checksum: Callable[[], object] | None,
+        verify: Callable[[object], None] | None,
+    ) -> Progress:
+        stored = await self._stored(record)
+        if stored.completed is not None:
+            file = await self._recover(record, stored.completed)
+            if offset == stored.offset and not expect:
+                return Progress(offset=stored.offset, file=file)
+        if offset != stored.offset or stored.completed is not None:
+            raise GatewayError(
+                Code.OFFSET_MISMATCH,
+                f"The upload is at byte {stored.offset}, not {offset}.",
+                headers={"Upload-Offset": str(stored.offset)},
+            )
+        limit = record.length if record.length is not None else record.max_size
+        if expect is not None and offset + expect > limit:
+            code = Code.TOO_LARGE if record.length is None else Code.BODY_TOO_LONG
+            raise GatewayError(code, "The body would run past the upload's length.")
+        writer = _PartWriter(self, record, stored, checksum)
+        received = 0
+        try:
+            await writer.start()
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                if offset + received + len(chunk) > limit:
+                    if record.length is None:
+                        raise GatewayError(
+                            Code.TOO_LARGE,
+                            f"The file is larger than this link allows ({record.max_size} bytes).",
+                        )
+                    raise GatewayError(Code.BODY_TOO_LONG, "The body runs past the upload's length.")
+                received += len(chunk)
+                await writer.add(chunk)
+            if expect is not None and received != expect:
+                raise GatewayError(
+                    Code.INCOMPLETE_BODY,
+                    f"Received {received} of the {expect} bytes declared.",
+                )
+            if verify is not None:
+                verify(writer.request_hash)
+        except GatewayError as exc:
+            # A checksum mismatch discards everything this request sent; anything else keeps
+            # what arrived intact (resumable).
+            keep = exc.code is not Code.CHECKSUM_MISMATCH
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writer.suspend(keep=keep))
+            raise
+        except BaseException:
+            # A broken connection keeps everything that arrived (resumable).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writer.suspend(keep=True))
+            raise
+        reached = offset + received
+        if final and record.length is None:
+            record.length = reached
+            await self._save(record)
+        if record.length is not None and reached == record.length:
+            file = await writer.finish()
+            return Progress(offset=reached, file=file)
+        return Progress(offset=await writer.suspend(keep=True))
+
+    async def abandon(self, record: UploadRecord) -> None:
+        """Remove an unfinished upload and everything it stored."""
+        self.hashes.drop(record.id)
+        if record.multipart_id is not None:
+            await self.store.abort_multipart(records.data_key(record.id), record.multipart_id)
+        for info in await self.store.list(f"uploads/{record.id}/"):
+            await self.store.delete(info.key)
+
+    async def terminate(self, record: UploadRecord) -> None:
+        async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
+            await self.abandon(record)
+
+    # -- finishing ----------------------------------------------------------------
+
+    async def _finish_record(
+        self, record: UploadRecord, size: int, etag: str, sha256: str | None
+    ) -> FileRecord:
+        if sha256 is None:
+            sha256 = await self.hash_stored(record.id, size)
+        route = "attachment" if size <= self.attachment_max else "storage"
+        file = FileRecord(
+            file_id=record.id,
+            ticket=record.ticket,
+            link_id=record.link_id,
+            filename=record.filename,
+            size=size,
+            sha256=sha256,
+            route=route,
+            content_type=record.content_type,
+            protocol=record.protocol,
+            created_at=self.clock(),
+            etag=etag,
+        )
+        await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+        await self.store.put(records.link_index_key(record.link_id, file.file_id), b"")
+        await self.store.put(records.ticket_index_key(record.ticket, file.file_id), b"")
+        await self.on_finished(file)
+        record.finished = True
+        self.hashes.drop(record.id)
+        for info in await self.store.list(f"uploads/{record.id}/"):
+            if not info.key.endswith("/lock"):
+                await self.store.delete(info.key)
+        return file
+
+    async def hash_stored(self, file_id: str, size: int) -> str:
+        """SHA-256 of a stored file, read back in order (after a resume elsewhere)."""
+        state = hashlib.sha256()
+        seen = 0
+        async for chunk in self.store.read(records.data_key(file_id)):
+            await asyncio.to_thread(state.update, chunk)
+            seen += len(chunk)
+        if seen != size:
+            raise StorageError(f"stored file {file_id} has {seen} bytes, expected {size}")
+        return state.hexdigest()
+
+
+class _PartWriter:
+    """The per-request machinery: buffers, in-flight parts, hashing."""
+
+    def __init__(
+        self,
+        engine: UploadEngine,
+        record: UploadRecord,
+        stored: _Stored,
+        checksum: Callable[[], object] | None,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.record = record
+        self.parts = list(stored.parts)
+        self.tail = stored.tail
+        self.offset = stored.offset
+        self.number = self.first = len(stored.parts) + 1
+        self.hash_ok = True  # False once a failure may have left the running hash out of step
+        # Parts are committed (counted) as they land, unless a checksum must judge them first.
+        self.commit_as_we_go = checksum is None
+        self.committing = asyncio.Lock()
+        self.committed_bytes = sum(p.size for p in stored.parts)
+        self.hasher = OrderedHasher(engine.hashes.take(record.id, stored.offset))
+        self.request_hash = checksum() if checksum is not None else None
+        self.buffer: bytearray | None = None
+        self.view: memoryview | None = None
+        self.fill = 0
+        self.hashed_to = 0  # bytes of the current buffer already hashed (a carried tail)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
+        self.failure: BaseException | None = None
+        self.key = records.data_key(record.id)
+
+    async def start(self) -> None:
+        await self._new_buffer()
+        if self.tail:
+            assert self.view is not None
+            self.view[: len(self.tail)] = self.tail
+            self.fill = self.hashed_to = len(self.tail)
+
+    async def _new_buffer(self) -> None:
+        size = self.record.plan.size_of(self.number)
+        self.buffer = await self.engine.budget.acquire(size)
+        self.view = memoryview(self.buffer)
+        self.fill = 0
+        self.hashed_to = 0
+
+    async def add(self, chunk: bytes) -> None:
+        try:
+            await self._add(chunk)
+        except BaseException:
+            self.hash_ok = False
+            raise
+
+    async def _add(self, chunk: bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self.request_hash is not None:
+            self.request_hash.update(chunk)  # type: ignore[attr-defined]
+        pos = 0
+        while pos < len(chunk):
+            assert self.view is not None
+            room = len(self.view) - self.fill
+            take = min(room, len(chunk) - pos)
+            self.view[self.fill : self.fill + take] = chunk[pos : pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == len(self.view):
+                await self._ship_full()
+
+    async def _ensure_multipart(self) -> str:
+        if self.record.multipart_id is None:
+            self.record.multipart_id = await self.store.create_multipart(
+                self.key, self.record.content_type
+            )
+            await self.engine._save(self.record)
+        return self.record.multipart_id
+
+    async def _ship_full(self) -> None:
+        assert self.buffer is not None and self.view is not None
+        await self._ship(self.buffer, self.view, self.fill, self.hashed_to, self.number)
+        self.number += 1
+        await self._new_buffer()
+
+    async def _ship(
+        self, buffer: bytearray, view: memoryview, fill: int, hashed_to: int, number: int
+    ) -> None:
+        upload_id = await self._ensure_multipart()
+        hashed = self.hasher.feed(view[hashed_to:fill])
+        await self.slots.acquire()
+
+        async def run() -> None:
+            try:
+                part = await self.store.upload_part(self.key, upload_id, number, view[:fill])
+                self.parts.append(part)
+                await hashed
+                if self.commit_as_we_go:
+                    await self._commit(final=False)
+            except BaseException as exc:
+                self.failure = self.failure or exc
+                raise
+            finally:
+                self.slots.release()
+                self.engine.budget.release(len(buffer))
+
+        task = asyncio.create_task(run())
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    def _contiguous(self) -> int:
+        numbers = {p.number for p in self.parts}
+        count = self.first - 1
+        while count + 1 in numbers:
+            count += 1
+        return count
+
+    async def _commit(self, *, final: bool) -> None:
+        """Record how many parts count. Mid-request this happens every 64 MiB or so, so a
+        process killed mid-upload loses little; at the end it always happens."""
+        async with self.committing:
+            count = self._contiguous()
+            if count <= self.record.committed:
+                return
+            size = sum(p.size for p in self.parts if p.number <= count)
+            if not final and size - self.committed_bytes < COMMIT_EVERY:
+                return
+            previous = self.record.committed
+            self.record.committed = count
+            self.committed_bytes = size
+            await self.engine._save(self.record)
+            # A tail that opened a part now committed is no longer needed.
+            if self.tail is not None and previous < self.first <= count:
+                await self.store.delete(records.tail_key(self.record.id, self.first))
+
+    async def _settle(self) -> None:
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        if self.failure is not None:
+            raise GatewayError(Code.STORAGE_UNAVAILABLE) from self.failure
+
+    def _release_buffer(self) -> None:
+        if self.buffer is not None:
+            self.engine.budget.release(len(self.buffer))
+            self.buffer = None
+            self.view = None
+
+    async def suspend(self, *, keep: bool) -> int:
+        """Stop without finishing and return the offset that now counts.
+
+        With ``keep`` the parts that landed are committed and the remainder
+        becomes the tail. Without it (a failed checksum) nothing this request
+        sent counts: the commit stays where it was and so does the old tail.
+        """
+        self.engine.hashes.drop(self.record.id)
+        try:
+            if not keep:
+                with contextlib.suppress(GatewayError):
+                    await self._settle()
+                return await self.engine.offset(self.record)
+            settled = True
+            try:
+                await self._settle()
+            except GatewayError:
+                settled = False
+            await self._commit(final=True)
+            count = self.record.committed
+            offset = sum(p.size for p in self.parts if p.number <= count)
+            if settled and count == self.number - 1 and self.view is not None and self.fill > 0:
+                await self.hasher.feed(self.view[self.hashed_to : self.fill])
+                await self.store.put(
+                    records.tail_key(self.record.id, self.number), bytes(self.view[: self.fill])
+                )
+                offset += self.fill
+            await self.hasher.drain()
+            if settled and self.hash_ok and self.hasher.state is not None:
+                self.engine.hashes.put(self.record.id, offset, self.hasher.state)
+            if not settled:
+                await self._settle()  # re-raise the storage failure for the caller
+            return offset
+        finally:
+            self._release_buffer()
+
+    async def finish(self) -> FileRecord:
+        """The body completed the file: last part, assemble, record, hand to delivery."""
+        assert self.view is not None
+        try:
+            if self.record.multipart_id is None and self.number == 1:
+                await self.hasher.feed(self.view[self.hashed_to : self.fill])
+                etag = await self.store.put(
+                    self.key, bytes(self.view[: self.fill]), content_type=self.record.content_type
+                )
+                size = self.fill
+            else:
+                if self.fill > 0 or not self.parts:
+                    buffer, view = self.buffer, self.view
+                    assert buffer is not None
+                    self.buffer = None  # ownership passes to the part task
+                    await self._ship(buffer, view, self.fill, self.hashed_to, self.number)
+                await self._settle()
+                self.parts.sort(key=lambda p: p.number)
+                assert self.record.multipart_id is not None
+                etag = await self.store.complete_multipart(
+                    self.key, self.record.multipart_id, self.parts
+                )
+                size = sum(p.size for p in self.parts)
+            await self.hasher.drain()
+        finally:
+            self._release_buffer()
+        digest = self.hasher.hexdigest() if self.hash_ok else None
+        return await self.engine._finish_record(self.record, size, etag, digest)

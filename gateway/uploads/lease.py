@@ -1,0 +1,92 @@
+"""Short leases in the store, so two replicas never write one upload at once.
+
+A lease is a small object created only if absent. Its holder renews it while
+working; a holder that died stops renewing, and after ``ttl`` seconds another
+request may break the lease. The loser of a race gets
+``GatewayError(Code.CONFLICT)`` and the client retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+
+from gateway.errors import Code, GatewayError
+from gateway.store.base import ObjectStore, PreconditionFailed
+
+DEFAULT_TTL = 30.0
+
+
+class Lease:
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.ttl = ttl
+        self.clock = clock
+        self.owner = secrets.token_hex(8)
+        self._renewer: asyncio.Task[None] | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({"owner": self.owner, "expires": self.clock() + self.ttl}).encode()
+
+    async def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                await self.store.put(self.key, self._body(), if_absent=True)
+                break
+            except PreconditionFailed:
+                if not await self._break_if_stale():
+                    raise GatewayError(Code.CONFLICT, headers={"Retry-After": "1"}) from None
+        else:
+            raise GatewayError(Code.CONFLICT, headers={"Retry-After": "1"})
+        self._renewer = asyncio.create_task(self._renew())
+
+    async def _break_if_stale(self) -> bool:
+        raw = await self.store.get(self.key)
+        if raw is None:
+            return True
+        try:
+            expires = float(json.loads(raw)["expires"])
+        except (ValueError, KeyError, TypeError):
+            expires = 0.0
+        if expires > self.clock():
+            return False
+        await self.store.delete(self.key)
+        return True
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            with contextlib.suppress(Exception):
+                await self.store.put(self.key, self._body())
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewer
+            self._renewer = None
+            raw = await self.store.get(self.key)
+            if raw is not None and self.owner.encode() in raw:
+                await self.store.delete(self.key)
+
+
+@contextlib.asynccontextmanager
+async def hold(store: ObjectStore, key: str, ttl: float = DEFAULT_TTL) -> AsyncIterator[Lease]:
+    lease = Lease(store, key, ttl=ttl)
+    await lease.acquire()
+    try:
+        yield lease
+    finally:
+        await asyncio.shield(lease.release())

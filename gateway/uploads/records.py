@@ -1,0 +1,159 @@
+"""What the store holds about uploads and files, and where (the key layout).
+
+Everything lives in the store so that any replica can serve any request and
+a restart loses nothing:
+
+    uploads/{id}/info.json     an unfinished upload's record
+    uploads/{id}/tail.{n}      bytes received after the last full part; they
+                               will open part n (stale once part n exists)
+    uploads/{id}/lock          a short lease held by the request writing it
+    names/{link}/{hash}        the unfinished raw PUT for a (link, filename)
+    files/{id}/data            a finished file's bytes (the multipart key)
+    files/{id}/meta.json       its record: the receipt plus delivery state
+    links/{link}/{id}          index of the files uploaded through a link
+    by-ticket/{ticket}/{id}    index of the files of a ticket (purge)
+    outbox/{id}.json           a finished file still to be delivered
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.uploads.partsize import PartPlan
+
+
+def new_id() -> str:
+    """An unguessable id (128 bits), safe in URLs and keys."""
+    return secrets.token_urlsafe(16).replace("-", "x").replace("_", "y")
+
+
+def is_id(text: str) -> bool:
+    return 16 <= len(text) <= 32 and text.isascii() and text.isalnum()
+
+
+def info_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}/info.json"
+
+
+def tail_prefix(upload_id: str) -> str:
+    return f"uploads/{upload_id}/tail."
+
+
+def tail_key(upload_id: str, part: int) -> str:
+    return f"{tail_prefix(upload_id)}{part}"
+
+
+def lock_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}/lock"
+
+
+def name_key(link_id: str, filename: str) -> str:
+    digest = hashlib.sha256(filename.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"names/{link_id}/{digest}"
+
+
+def data_key(file_id: str) -> str:
+    return f"files/{file_id}/data"
+
+
+def meta_key(file_id: str) -> str:
+    return f"files/{file_id}/meta.json"
+
+
+def link_index_key(link_id: str, file_id: str) -> str:
+    return f"links/{link_id}/{file_id}"
+
+
+def ticket_index_key(ticket: str, file_id: str) -> str:
+    return f"by-ticket/{ticket}/{file_id}"
+
+
+def outbox_key(file_id: str) -> str:
+    return f"outbox/{file_id}.json"
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass
+class UploadRecord:
+    """An unfinished upload. The offset is not here: it is derived from the store."""
+
+    id: str
+    ticket: str
+    link_id: str
+    filename: str
+    length: int | None  # None until known (chunked PUT, tus Upload-Defer-Length)
+    max_size: int
+    plan: PartPlan
+    created_at: float
+    expires_at: float
+    protocol: str  # put, form, tus
+    content_type: str = "application/octet-stream"
+    multipart_id: str | None = None
+    committed: int = 0  # how many full parts count; written parts past it are ignored
+    metadata: dict[str, str] = field(default_factory=dict)
+    finished: bool = False
+
+    def to_bytes(self) -> bytes:
+        data = asdict(self)
+        data["plan"] = self.plan.to_json()
+        return dumps(data)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UploadRecord:
+        data = json.loads(raw)
+        data["plan"] = PartPlan.from_json(data["plan"])
+        return cls(**data)
+
+
+@dataclass
+class FileRecord:
+    """A finished file: what the receipt shows plus its delivery state."""
+
+    file_id: str
+    ticket: str
+    link_id: str
+    filename: str
+    size: int
+    sha256: str
+    route: str  # attachment | storage
+    content_type: str
+    protocol: str
+    created_at: float
+    etag: str = ""
+    status: str = "pending"  # pending | delivered | failed | quarantined | scanning
+    status_detail: str = ""
+    delivered_at: float | None = None
+    scan: str | None = None  # None (not scanned), clean, infected:SIGNATURE
+    retain_until: float | None = None
+
+    def to_bytes(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> FileRecord:
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def receipt(self) -> dict[str, Any]:
+        """The public receipt: never the staff download link."""
+        receipt: dict[str, Any] = {
+            "file_id": self.file_id,
+            "filename": self.filename,
+            "size": self.size,
+            "sha256": self.sha256,
+            "route": self.route,
+            "ticket": self.ticket,
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+        if self.status_detail:
+            receipt["status_detail"] = self.status_detail
+        return receipt

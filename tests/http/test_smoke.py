@@ -1,0 +1,27 @@
+"""End to end through a real gateway process, on both stores."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import httpx
+
+from tests.support.gateway import GatewayProcess, ticket_comments
+
+
+def test_put_small_and_large_are_routed_and_delivered(gateway_any: GatewayProcess) -> None:
+    link = gateway_any.link("4242")
+    small = os.urandom(300_000)
+    large = os.urandom(21 * 1024 * 1024)
+    r1 = httpx.put(f"{link}/small.log", content=small, timeout=60)
+    r2 = httpx.put(f"{link}/large.bin", content=large, timeout=60)
+    assert r1.status_code == 201, r1.text
+    assert r2.status_code == 201, r2.text
+    assert r1.json()["route"] == "attachment"
+    assert r2.json()["route"] == "storage"
+    assert r2.json()["sha256"] == hashlib.sha256(large).hexdigest()
+    comments = ticket_comments(gateway_any, "4242", wait_for=1)
+    body = "\n".join(c["body"] for c in comments)
+    assert hashlib.sha256(small).hexdigest() in body
+    assert "/files/" in body
