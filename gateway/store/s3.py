@@ -1,0 +1,474 @@
+"""The S3 store: :class:`ObjectStore` on any S3-compatible server, via boto3.
+
+This is the only module that imports boto3/botocore. boto3 is blocking, so
+every call goes through :meth:`S3Store._call`, which runs it in a worker
+thread under one :class:`anyio.CapacityLimiter`: the event loop never blocks,
+and at most ``max_concurrency`` requests are in flight (the connection pool is
+sized to match, so no request waits for a socket while holding a slot).
+
+Where boto3's errors meet ours they become :class:`StorageError` (after
+boto3's own retries), ``NoSuchKey`` becomes ``None`` for ``get``/``head``, and
+``NoSuchUpload`` becomes :class:`KeyError`. ETags are returned without the
+quotes S3 puts around them.
+
+Endpoint, credentials and region come from boto3's own settings
+(``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_REGION`` ...).
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from gateway.store.base import (
+    MultipartInfo,
+    ObjectInfo,
+    Part,
+    PreconditionFailed,
+    StorageError,
+)
+from gateway.store.keys import check_key, check_prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+T = TypeVar("T")
+
+READ_CHUNK = 1024 * 1024
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_UPLOAD = frozenset({"NoSuchUpload"})
+
+
+class S3Error(StorageError):
+    """A failed S3 request; ``code`` is S3's error code (or ``Unavailable``)."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def build_client(max_concurrency: int = 16, **client_kwargs: Any) -> S3Client:
+    """A boto3 S3 client configured for large parts over plain HTTP too.
+
+    Payload signing is off: over http botocore would otherwise SHA-256 every
+    part before sending it. Integrity still holds because botocore sends a
+    CRC32 checksum header the server verifies. ``client_kwargs`` (endpoint,
+    keys, region) override boto3's environment, for tests and tools.
+    """
+    config = Config(
+        max_pool_connections=max(max_concurrency, 10),
+        connect_timeout=10,
+        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": 5},
+        s3={"payload_signing_enabled": False, "addressing_style": "path"},
+        tcp_keepalive=True,
+    )
+    session = boto3.session.Session()
+    client: S3Client = session.client("s3", config=config, **client_kwargs)
+    return client
+
+
+class _MemoryBody:
+    """A seekable file-like view of a memoryview, so a part is sent uncopied.
+
+    botocore refuses a bare memoryview and copies bytes-likes into a BytesIO;
+    this reader hands out small slices instead. Seeking back lets botocore
+    compute the checksum first and rewind on retries.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._pos = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = len(self._view) - self._pos
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        chunk = self._view[self._pos : self._pos + size].tobytes()
+        self._pos += size
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            pos = offset
+        elif whence == 1:
+            pos = self._pos + offset
+        elif whence == 2:
+            pos = len(self._view) + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+def _unquote(etag: str) -> str:
+    return etag.strip('"')
+
+
+def _part_number(number: int) -> int:
+    if not 1 <= number <= 10000:
+        raise ValueError(f"part number must be 1..10000, got {number}")
+    return number
+
+
+def _latest(number: int, versions: dict[str, tuple[float, Part]]) -> Part:
+    """The one current version of a part.
+
+    S3 replaces a re-uploaded part, but some servers (SeaweedFS 4.48) keep and
+    list every version, and complete whichever ETag they are given. Identical
+    re-uploads (a retried request) collapse by ETag; of differing versions the
+    newest wins, and if their times tie we cannot tell which is current, so we
+    refuse rather than guess.
+    """
+    if len(versions) == 1:
+        return next(iter(versions.values()))[1]
+    ordered = sorted(versions.values(), key=lambda version: version[0])
+    if ordered[-1][0] == ordered[-2][0]:
+        raise StorageError(
+            f"part {number} is stored in {len(versions)} versions with the same time; "
+            "the server keeps re-uploaded parts and the current one is ambiguous"
+        )
+    return ordered[-1][1]
+
+
+class S3Store:
+    """:class:`~gateway.store.base.ObjectStore` on an S3 bucket under a key prefix."""
+
+    name = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        max_concurrency: int = 16,
+        client: S3Client | None = None,
+    ) -> None:
+        if not bucket:
+            raise ValueError("bucket must not be empty")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        check_prefix(prefix)
+        self.bucket = bucket
+        self.prefix = prefix
+        self._sse: dict[str, Any] = {}
+        if sse:
+            self._sse["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self._sse["SSEKMSKeyId"] = sse_kms_key_id
+        self._client = client if client is not None else build_client(max_concurrency)
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    # -- the one place boto3 runs ---------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run one blocking boto3 call in a worker thread, translating errors."""
+        operation = getattr(fn, "__name__", "request")
+        try:
+            return await anyio.to_thread.run_sync(
+                functools.partial(fn, **kwargs), limiter=self._limiter
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "Unknown")
+            message = str(error.get("Message") or "")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            raise S3Error(
+                code,
+                status,
+                f"S3 {operation} on bucket {self.bucket!r}: {code} ({status}) {message}",
+            ) from exc
+        except ParamValidationError:
+            raise  # a bug in our call, not a storage failure
+        except BotoCoreError as exc:
+            raise S3Error(
+                "Unavailable", 0, f"S3 {operation} on bucket {self.bucket!r}: {exc}"
+            ) from exc
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _strip(self, full_key: str) -> str:
+        return full_key[len(self.prefix) :]
+
+    # -- whole objects ----------------------------------------------------------
+
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> str:
+        extra: dict[str, Any] = dict(self._sse)
+        if content_type:
+            extra["ContentType"] = content_type
+        if if_absent:
+            extra["IfNoneMatch"] = "*"
+        try:
+            response = await self._call(
+                self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **extra
+            )
+        except S3Error as exc:
+            if if_absent and exc.status == 412:
+                raise PreconditionFailed(key) from None
+            raise
+        return _unquote(response.get("ETag", ""))
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            response = await self._call(
+                self._client.get_object, Bucket=self.bucket, Key=self._key(key)
+            )
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND:
+                return None
+            raise
+        body = response["Body"]
+        try:
+            return await self._call(body.read)
+        finally:
+            body.close()
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        try:
+            response = await self._call(
+                self._client.head_object, Bucket=self.bucket, Key=self._key(key)
+            )
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND:
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=response["ContentLength"],
+            etag=_unquote(response.get("ETag", "")),
+            last_modified=response["LastModified"].timestamp(),
+        )
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._call(self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
+        except S3Error as exc:
+            if exc.code not in _NOT_FOUND:
+                raise
+
+    async def list(self, prefix: str) -> builtins.list[ObjectInfo]:
+        full_prefix = self.prefix + check_prefix(prefix)
+        found: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            page = await self._call(
+                self._client.list_objects_v2, Bucket=self.bucket, Prefix=full_prefix, **extra
+            )
+            for item in page.get("Contents", []):
+                found.append(
+                    ObjectInfo(
+                        key=self._strip(item["Key"]),
+                        size=item["Size"],
+                        etag=_unquote(item.get("ETag", "")),
+                        last_modified=item["LastModified"].timestamp(),
+                    )
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        found.sort(key=lambda info: info.key)
+        return found
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream a byte range; a missing key raises KeyError, a range past the end is empty."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"bad range start={start} end={end}")
+        full_key = self._key(key)
+        if end is not None and end == start:
+            return
+        extra: dict[str, Any] = {}
+        if start or end is not None:
+            last = "" if end is None else str(end - 1)
+            extra["Range"] = f"bytes={start}-{last}"
+        try:
+            response = await self._call(
+                self._client.get_object, Bucket=self.bucket, Key=full_key, **extra
+            )
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND:
+                raise KeyError(key) from None
+            if exc.code == "InvalidRange" or exc.status == 416:
+                return
+            raise
+        body = response["Body"]
+        try:
+            while True:
+                chunk = await self._call(body.read, amt=READ_CHUNK)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            body.close()
+
+    # -- multipart ----------------------------------------------------------------
+
+    async def create_multipart(self, key: str, content_type: str | None = None) -> str:
+        extra: dict[str, Any] = dict(self._sse)
+        if content_type:
+            extra["ContentType"] = content_type
+        response = await self._call(
+            self._client.create_multipart_upload, Bucket=self.bucket, Key=self._key(key), **extra
+        )
+        return response["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
+        size = data.nbytes
+        try:
+            response = await self._call(
+                self._client.upload_part,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                PartNumber=_part_number(number),
+                Body=_MemoryBody(data),
+                ContentLength=size,
+            )
+        except S3Error as exc:
+            if exc.code in _NO_UPLOAD:
+                raise KeyError(upload_id) from None
+            raise
+        return Part(number=number, size=size, etag=_unquote(response["ETag"]))
+
+    async def list_parts(self, key: str, upload_id: str) -> builtins.list[Part]:
+        full_key = self._key(key)
+        versions: dict[int, dict[str, tuple[float, Part]]] = {}
+        marker = 0
+        while True:
+            try:
+                page = await self._call(
+                    self._client.list_parts,
+                    Bucket=self.bucket,
+                    Key=full_key,
+                    UploadId=upload_id,
+                    MaxParts=1000,
+                    PartNumberMarker=marker,
+                )
+            except S3Error as exc:
+                if exc.code in _NO_UPLOAD:
+                    raise KeyError(upload_id) from None
+                raise
+            for item in page.get("Parts", []):
+                part = Part(
+                    number=item["PartNumber"], size=item["Size"], etag=_unquote(item["ETag"])
+                )
+                modified = item["LastModified"].timestamp() if "LastModified" in item else 0.0
+                versions.setdefault(part.number, {})[part.etag] = (modified, part)
+            next_marker = int(page.get("NextPartNumberMarker") or 0)
+            if not page.get("IsTruncated") or next_marker <= marker:
+                break
+            marker = next_marker
+        return [_latest(number, versions[number]) for number in sorted(versions)]
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
+        ordered = sorted(parts, key=lambda part: part.number)
+        completed: list[CompletedPartTypeDef] = [
+            {"PartNumber": part.number, "ETag": f'"{_unquote(part.etag)}"'} for part in ordered
+        ]
+        try:
+            response = await self._call(
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": completed},
+            )
+        except S3Error as exc:
+            if exc.code in _NO_UPLOAD:
+                raise KeyError(upload_id) from None
+            raise
+        etag = _unquote(response.get("ETag") or "")
+        if etag:
+            return etag
+        # Ceph RGW answers with an empty ETag; HEAD reports the real one.
+        info = await self.head(key)
+        if info is None:
+            raise StorageError(f"S3 object {key!r} is missing right after completing its upload")
+        return info.etag
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call(
+                self._client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+            )
+        except S3Error as exc:
+            if exc.code not in _NO_UPLOAD and exc.status != 404:
+                raise
+
+    async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]:
+        full_prefix = self.prefix + check_prefix(prefix)
+        found: list[MultipartInfo] = []
+        markers: dict[str, Any] = {}
+        while True:
+            page = await self._call(
+                self._client.list_multipart_uploads,
+                Bucket=self.bucket,
+                Prefix=full_prefix,
+                **markers,
+            )
+            for item in page.get("Uploads", []):
+                full_key = item.get("Key", "")
+                if not full_key.startswith(full_prefix):
+                    continue
+                found.append(
+                    MultipartInfo(
+                        key=self._strip(full_key),
+                        upload_id=item.get("UploadId", ""),
+                        initiated=item["Initiated"].timestamp() if "Initiated" in item else 0.0,
+                    )
+                )
+            key_marker = page.get("NextKeyMarker")
+            upload_marker = page.get("NextUploadIdMarker")
+            if not page.get("IsTruncated") or not (key_marker or upload_marker):
+                break
+            new_markers = {"KeyMarker": key_marker or "", "UploadIdMarker": upload_marker or ""}
+            if new_markers == markers:
+                break
+            markers = new_markers
+        found.sort(key=lambda info: (info.key, info.initiated))
+        return found
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._call(self._client.head_bucket, Bucket=self.bucket)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._client.close)
