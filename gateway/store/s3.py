@@ -159,6 +159,7 @@ class S3Store:
     """:class:`~gateway.store.base.ObjectStore` on an S3 bucket under a key prefix."""
 
     name = "s3"
+    page_size = 1000  # S3's largest page; smaller in tests to exercise paging
 
     def __init__(
         self,
@@ -287,7 +288,11 @@ class S3Store:
         while True:
             extra: dict[str, Any] = {"ContinuationToken": token} if token else {}
             page = await self._call(
-                self._client.list_objects_v2, Bucket=self.bucket, Prefix=full_prefix, **extra
+                self._client.list_objects_v2,
+                Bucket=self.bucket,
+                Prefix=full_prefix,
+                MaxKeys=self.page_size,
+                **extra,
             )
             for item in page.get("Contents", []):
                 found.append(
@@ -375,7 +380,7 @@ class S3Store:
                     Bucket=self.bucket,
                     Key=full_key,
                     UploadId=upload_id,
-                    MaxParts=1000,
+                    MaxParts=self.page_size,
                     PartNumberMarker=marker,
                 )
             except S3Error as exc:
@@ -441,6 +446,7 @@ class S3Store:
                 self._client.list_multipart_uploads,
                 Bucket=self.bucket,
                 Prefix=full_prefix,
+                MaxUploads=self.page_size,
                 **markers,
             )
             for item in page.get("Uploads", []):

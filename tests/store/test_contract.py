@@ -356,6 +356,51 @@ def test_s3_prefix_keeps_keys_apart(seaweed: SeaweedServer, s3_bucket: str) -> N
     assert keys == ["tenant-b/k"]
 
 
+def test_s3_pages_through_long_listings(seaweed: SeaweedServer, s3_bucket: str) -> None:
+    store = S3Store(s3_bucket, "paged", client=seaweed.client())
+    store.page_size = 2
+
+    async def scenario(s: ObjectStore) -> None:
+        keys = [f"obj/{n:02d}" for n in range(7)]
+        for key in keys:
+            await s.put(key, b"x")
+        assert [i.key for i in await s.list("obj/")] == keys
+        upload_id = await s.create_multipart("parts")
+        for number in range(1, 8):
+            await s.upload_part("parts", upload_id, number, memoryview(bytes([number])))
+        assert [p.number for p in await s.list_parts("parts", upload_id)] == list(range(1, 8))
+        ids = [await s.create_multipart(f"mp/{n}") for n in range(5)]
+        assert [m.upload_id for m in await s.list_multipart("mp/")] == ids
+        for n, upload_id in enumerate(ids):
+            await s.abort_multipart(f"mp/{n}", upload_id)
+
+    run(store, scenario)
+
+
+def test_s3_empty_etag_on_complete_falls_back_to_head(
+    seaweed: SeaweedServer, s3_bucket: str
+) -> None:
+    """Ceph RGW answers CompleteMultipartUpload with an empty ETag."""
+    client = seaweed.client()
+    blanked: list[object] = []
+
+    def blank_etag(parsed: dict[str, object], **_: object) -> None:
+        blanked.append(parsed.pop("ETag", None))
+        parsed["ETag"] = ""
+
+    client.meta.events.register("after-call.s3.CompleteMultipartUpload", blank_etag)
+
+    async def scenario(store: ObjectStore) -> None:
+        upload_id = await store.create_multipart("rgw")
+        part = await store.upload_part("rgw", upload_id, 1, memoryview(b"abc"))
+        etag = await store.complete_multipart("rgw", upload_id, [part])
+        info = await store.head("rgw")
+        assert info is not None and etag == info.etag and etag.endswith("-1")
+
+    run(S3Store(s3_bucket, client=client), scenario)
+    assert len(blanked) == 1 and blanked[0]  # the server did send one; we hid it
+
+
 def test_s3_missing_bucket_is_a_storage_error(seaweed: SeaweedServer) -> None:
     async def scenario(store: ObjectStore) -> None:
         with pytest.raises(StorageError) as caught:
