@@ -25,8 +25,8 @@ _SIZE_UNITS: dict[str, int] = {
 _SIZE_RE = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,6}))?\s?([a-zA-Z]{0,3})")
 
 _DURATION_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_RE = re.compile(r"(?:([0-9]{1,9})([smhdw]))+")
-_DURATION_PART = re.compile(r"([0-9]{1,9})([smhdw])")
+_DURATION_RE = re.compile(r"(?:([0-9]{1,12})([smhdw]))+")
+_DURATION_PART = re.compile(r"([0-9]{1,12})([smhdw])")
 
 MAX_SIZE = 1 << 62
 
