@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.http import downloads, health, staff, uploads
 from gateway.http.errors import HANDLERS
+from gateway.logs import RequestId
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 
@@ -97,8 +98,9 @@ def create_app(
 
     app = Starlette(
         routes=_routes(),
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https"))
+    app.add_middleware(RequestId)
     return app

@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
+import secrets
 import sys
 import time
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from gateway.settings import Settings
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# Upload and download tokens are credentials: logs keep only their first 8 characters.
+_TOKEN_IN_PATH = re.compile(r"/(u|files)/([A-Za-z0-9_-]{8})[A-Za-z0-9_-]{8,}")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_IN_PATH.sub(r"/\1/\2…", text)
+
+
+class RequestId:
+    """Takes ``X-Request-ID`` (or makes one), exposes it to logs, echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _VALID_REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,14 +58,14 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             data.update(fields)
-        request_id = getattr(record, "request_id", None)
-        if request_id:
-            data["request_id"] = request_id
+        rid = request_id.get()
+        if rid:
+            data["request_id"] = rid
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
@@ -34,7 +74,10 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} "
-        line += f"{record.levelname:<7} {record.name}: {record.getMessage()}"
+        line += f"{record.levelname:<7} {record.name}: {redact(record.getMessage())}"
+        rid = request_id.get()
+        if rid:
+            line += f" [{rid}]"
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from gateway.delivery.outbox import Outbox
+from gateway.instrument import InstrumentedStore, InstrumentedTickets
 from gateway.links import Links
 from gateway.metrics import Metrics
 from gateway.scan import Scanner, open_scanner
@@ -74,10 +75,12 @@ def build_services(
     batch_window: float = 1.0,
 ) -> Services:
     metrics = metrics or Metrics()
-    store = store or open_store(settings)
+    store = InstrumentedStore(store or open_store(settings), metrics)
     client = None
     if tickets is None:
         tickets, client = build_tickets(settings)
+    local = tickets if isinstance(tickets, LocalTickets) else None
+    tickets = InstrumentedTickets(tickets, metrics)
     links = Links(settings)
     metrics.buffer_bytes_limit.set(settings.buffer_memory)
     budget = BufferBudget(settings.buffer_memory, on_change=metrics.buffer_bytes_in_use.set)
@@ -127,7 +130,7 @@ def build_services(
         outbox=outbox,
         metrics=metrics,
         scanner=scanner,
-        local_tickets=tickets if isinstance(tickets, LocalTickets) else None,
+        local_tickets=local,
         http_client=client,
     )
     holder["s"] = services

@@ -41,14 +41,14 @@ async def readyz(request: Request) -> Response:
     for name, problem in results.items():
         services.metrics.ready.labels(name).set(0 if problem else 1)
     ok = all(problem is None for problem in results.values()) and not services.draining
-    body = {
+    body: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
         "checks": {name: problem or "ok" for name, problem in results.items()},
         "deliveries_pending": services.outbox.pending,
         "oldest_pending_seconds": round(services.outbox.oldest_age, 1),
     }
     if services.draining:
-        body["checks"]["shutdown"] = "draining"
+        body["checks"]["shutdown"] = "draining: this process is shutting down"
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

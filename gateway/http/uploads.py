@@ -34,6 +34,12 @@ def check_link(request: Request) -> UploadLink:
 @contextlib.contextmanager
 def link_slot(services: Services, link: UploadLink) -> Iterator[None]:
     """At most ``GATEWAY_LINK_CONCURRENCY`` uploads at once through one link, per process."""
+    if services.draining:
+        raise GatewayError(
+            Code.STORAGE_UNAVAILABLE,
+            "This server is restarting; retry and the upload continues elsewhere.",
+            headers={"Retry-After": "2"},
+        )
     active: dict[str, int] = services.extras.setdefault("link_active", {})
     if active.get(link.link_id, 0) >= services.settings.link_concurrency:
         raise GatewayError(
@@ -125,7 +131,8 @@ async def put_file(request: Request) -> Response:
                 )
             elif crange.total is not None and record.length is None:
                 await engine.declare_length(record, crange.total)
-            expect, start = crange.length, crange.start
+            expect: int | None = crange.length
+            start = crange.start
         else:
             old = await _pending(services, link, filename)
             if old is not None:

@@ -8,6 +8,8 @@ client), and the implementation adds its own root or prefix.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -70,7 +72,7 @@ class ObjectStore(Protocol):
         """Delete; absent keys are not an error."""
         ...
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list(self, prefix: str) -> builtins.list[ObjectInfo]:
         """All objects under ``prefix`` (no delimiter), in key order."""
         ...
 
@@ -85,11 +87,13 @@ class ObjectStore(Protocol):
     async def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
         ...
 
-    async def list_parts(self, key: str, upload_id: str) -> list[Part]:
+    async def list_parts(self, key: str, upload_id: str) -> builtins.list[Part]:
         """Parts stored so far, by number. Raises KeyError if the upload is gone."""
         ...
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: list[Part]) -> str:
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: builtins.list[Part]
+    ) -> str:
         """Assemble the parts; return the object's ETag (as HEAD reports it)."""
         ...
 
@@ -97,7 +101,7 @@ class ObjectStore(Protocol):
         """Abort; an upload that is already gone is not an error."""
         ...
 
-    async def list_multipart(self, prefix: str) -> list[MultipartInfo]:
+    async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]:
         ...
 
     async def ping(self) -> None:

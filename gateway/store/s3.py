@@ -141,17 +141,16 @@ def _latest(number: int, versions: dict[str, tuple[float, Part]]) -> Part:
     S3 replaces a re-uploaded part, but some servers (SeaweedFS 4.48) keep and
     list every version, and complete whichever ETag they are given. Identical
     re-uploads (a retried request) collapse by ETag; of differing versions the
-    newest wins, and if their times tie we cannot tell which is current, so we
-    refuse rather than guess.
+    newest wins. If their times tie we cannot tell which is current: the part
+    is reported with no ETag and size -1, so callers treat it as not stored
+    (the upload engine stops counting there and the client sends it again,
+    which makes a newer version) instead of failing the whole listing.
     """
     if len(versions) == 1:
         return next(iter(versions.values()))[1]
     ordered = sorted(versions.values(), key=lambda version: version[0])
     if ordered[-1][0] == ordered[-2][0]:
-        raise StorageError(
-            f"part {number} is stored in {len(versions)} versions with the same time; "
-            "the server keeps re-uploaded parts and the current one is ambiguous"
-        )
+        return Part(number=number, size=-1, etag="")
     return ordered[-1][1]
 
 
