@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
+ZENDESK_ATTACHMENT_LIMIT = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     buffer_memory = _parse(env, "GATEWAY_BUFFER_MEMORY", parse_size, 256 * MiB)
     if buffer_memory < 2 * S3_MIN_PART:
         raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
+
+    if tickets == "zendesk" and attachment_max > ZENDESK_ATTACHMENT_LIMIT:
+        raise ConfigError(
+            "GATEWAY_ATTACHMENT_MAX: Zendesk takes attachments of at most 50 MB; "
+            "larger files are delivered as download links"
+        )
 
     settings = Settings(
         public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
