@@ -7,7 +7,13 @@ one comment, takes the ticket's lease, asks the ticket which of the files'
 markers it already shows (a crash between posting and recording), posts one
 comment for the rest and records them delivered. Failures back off with
 jitter; 429 and 503 honour ``Retry-After``; refusals (401/403/404/422) are
-shown as ``failed`` with the reason and retried only rarely.
+shown as ``failed`` with the reason and retried only rarely (and at once
+after a restart, which is how a fixed configuration takes effect).
+
+An expired Zendesk upload token is not a refusal: the ticket client uploads
+the files again within the same call, and if even the fresh tokens are
+refused the batch is retried with backoff like any transient failure, so a
+file is never parked or dropped because of a token's lifetime.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ log = logging.getLogger("gateway.delivery")
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 REFUSED_RETRY = 1800.0
+# The per-ticket delivery lease. A replica that dies holding it blocks the
+# ticket's deliveries for at most this long; the holder renews it every third.
+LEASE_TTL = 15.0
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Entry:
     attempts: int = 0
     next_at: float = 0.0
     last_error: str = ""
+    refused: bool = False  # the last failure was a refusal (parked as failed)
 
     def to_bytes(self) -> bytes:
         return records.dumps(asdict(self))
@@ -59,10 +69,52 @@ class Entry:
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
-    """Seconds to wait before attempt ``attempts + 1``: exponential, jittered, capped."""
+    """Seconds to wait before attempt ``attempts + 1``: exponential, jittered, capped.
+
+    A server's ``Retry-After`` wins (bounded to an hour), plus a little jitter
+    so that replicas do not all come back in the same instant.
+    """
     if retry_after is not None:
-        return min(max(retry_after, 0.5), 3600.0) + random.uniform(0, 0.5)
-    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempts, 12)) * random.uniform(0.5, 1.0)
+        return float(min(max(retry_after, 0.5), 3600.0)) + random.uniform(0, 0.5)
+    delay: float = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** min(attempts, 12))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def is_refusal(exc: TicketError) -> bool:
+    """Whether retrying soon cannot help (bad credentials, unknown ticket, invalid comment).
+
+    An upload token that expired or was already used (Zendesk answers 422
+    naming ``uploads``) is the exception: a new attempt uploads the files
+    afresh, so it is retried like a transient failure.
+    """
+    if exc.retryable:
+        return False
+    text = exc.message.lower()
+    return not (
+        exc.status == 422 and "uploads" in text and ("expired" in text or "invalid" in text)
+    )
+
+
+def batches(lines: list[comments.CommentLine], cap: int) -> list[list[comments.CommentLine]]:
+    """Split lines into comments whose attachments total at most ``cap`` bytes.
+
+    Link and quarantine lines weigh nothing; a single attachment larger than
+    the cap still gets a comment of its own (the ticket system then refuses
+    it, visibly, rather than the file being left out).
+    """
+    out: list[list[comments.CommentLine]] = []
+    current: list[comments.CommentLine] = []
+    used = 0
+    for line in lines:
+        weight = line.file.size if line.download_url is None and not line.infected else 0
+        if current and used + weight > cap:
+            out.append(current)
+            current, used = [], 0
+        current.append(line)
+        used += weight
+    if current:
+        out.append(current)
+    return out
 
 
 class Outbox:
@@ -92,9 +144,24 @@ class Outbox:
         self.on_event = on_event or (lambda _name, _fields: None)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.pending = 0
-        self.oldest_age = 0.0
+        # file_id -> enqueued_at of what is waiting: the last listing of the
+        # outbox (all replicas' files), kept current by this process's own
+        # enqueues and deliveries between listings.
+        self._waiting: dict[str, float] = {}
+        self._first_pass = True
         self.scanner_ok = True
+
+    @property
+    def pending(self) -> int:
+        """Files waiting for delivery (gauge ``gateway_deliveries_pending``)."""
+        return len(self._waiting)
+
+    @property
+    def oldest_age(self) -> float:
+        """Seconds the oldest waiting file has waited, now (0 when none waits)."""
+        if not self._waiting:
+            return 0.0
+        return max(0.0, self.clock() - min(self._waiting.values()))
 
     # -- the producer side ----------------------------------------------------------
 
@@ -102,6 +169,7 @@ class Outbox:
         """Durably record that ``file`` must be delivered (before its receipt is sent)."""
         entry = Entry(file_id=file.file_id, ticket=file.ticket, enqueued_at=self.clock())
         await self.store.put(records.outbox_key(file.file_id), entry.to_bytes())
+        self._waiting[file.file_id] = entry.enqueued_at
         self._wake.set()
 
     # -- the worker -------------------------------------------------------------------
@@ -119,6 +187,8 @@ class Outbox:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the pass, so an enqueue during it wakes the next one.
+            self._wake.clear()
             try:
                 delay = await self.run_once()
             except asyncio.CancelledError:
@@ -126,7 +196,6 @@ class Outbox:
             except Exception:
                 log.exception("delivery pass failed")
                 delay = self.poll_interval
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             if self.batch_window:
@@ -147,8 +216,14 @@ class Outbox:
         """One pass over the outbox; returns how long to sleep before the next."""
         now = self.clock()
         entries = await self._entries()
-        self.pending = len(entries)
-        self.oldest_age = max((now - e.enqueued_at for e in entries), default=0.0)
+        self._waiting = {e.file_id: e.enqueued_at for e in entries}
+        if self._first_pass:
+            # Refusals are parked for a long time; a restart (new credentials,
+            # a reopened ticket) deserves one prompt try.
+            for entry in entries:
+                if entry.refused:
+                    entry.next_at = 0.0
+            self._first_pass = False
         by_ticket: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_ticket[entry.ticket].append(entry)
@@ -164,10 +239,13 @@ class Outbox:
                 sleep = min(sleep, self.batch_window - (now - newest))
                 continue
             try:
-                async with hold(self.store, f"outbox-lease/{ticket}"):
+                async with hold(self.store, f"outbox-lease/{ticket}", ttl=LEASE_TTL):
                     await self._deliver(ticket, due)
             except GatewayError:
-                continue  # another replica holds this ticket's lease
+                # Another replica holds this ticket's lease (or a dead one's
+                # lease has not run out yet): look again soon.
+                sleep = min(sleep, LEASE_TTL / 3)
+                continue
             except StorageError as exc:
                 log.warning("storage failed during delivery to ticket %s: %s", ticket, exc)
         return max(0.05, sleep)
@@ -195,7 +273,7 @@ class Outbox:
             return
         lines: list[comments.CommentLine] = []
         try:
-            for entry, file in files:
+            for _entry, file in files:
                 lines.append(await self._prepare(file))
         except ScannerUnavailable as exc:
             self.scanner_ok = False
@@ -206,14 +284,23 @@ class Outbox:
         try:
             present = await self.tickets.find_markers(ticket, markers)
         except TicketError as exc:
-            await self._retry(files, exc.message, exc.retry_after, refused=not exc.retryable)
+            log.warning("delivery to ticket %s failed: %s", ticket, exc.message)
+            await self._retry(files, exc.message, exc.retry_after, refused=is_refusal(exc))
             return
         done = [(e, f) for e, f in files if comments.marker(f.file_id) in present]
         for entry, file in done:
             await self._mark_delivered(entry, file)
         todo = [line for line in lines if comments.marker(line.file.file_id) not in present]
+        deferred: TicketError | None = None
         for batch in self._batches(todo):
             batch_files = [(e, f) for e, f in files if any(line.file is f for line in batch)]
+            if deferred is not None:
+                # The ticket system just asked us to wait: do not hammer it
+                # with the rest of this ticket's batches.
+                await self._retry(
+                    batch_files, deferred.message, deferred.retry_after, refused=False
+                )
+                continue
             comment = NewComment(
                 body=comments.render(batch),
                 public=self.public_comments,
@@ -227,27 +314,17 @@ class Outbox:
                 await self.tickets.post_comment(ticket, comment)
             except TicketError as exc:
                 log.warning("delivery to ticket %s failed: %s", ticket, exc.message)
-                await self._retry(batch_files, exc.message, exc.retry_after, refused=not exc.retryable)
+                refused = is_refusal(exc)
+                await self._retry(batch_files, exc.message, exc.retry_after, refused=refused)
+                if not refused:
+                    deferred = exc
                 continue
             for entry, file in batch_files:
                 await self._mark_delivered(entry, file)
 
     def _batches(self, lines: list[comments.CommentLine]) -> list[list[comments.CommentLine]]:
         """Split lines so each comment's attachments stay within the ticket system's cap."""
-        cap = self.tickets.max_comment_attachments
-        batches: list[list[comments.CommentLine]] = []
-        current: list[comments.CommentLine] = []
-        used = 0
-        for line in lines:
-            weight = line.file.size if line.download_url is None and not line.infected else 0
-            if current and used + weight > cap:
-                batches.append(current)
-                current, used = [], 0
-            current.append(line)
-            used += weight
-        if current:
-            batches.append(current)
-        return batches
+        return batches(lines, self.tickets.max_comment_attachments)
 
     async def _prepare(self, file: FileRecord) -> comments.CommentLine:
         if self.scanner is not None and file.scan is None:
@@ -290,6 +367,7 @@ class Outbox:
         file.delivered_at = self.clock()
         await self.store.put(records.meta_key(file.file_id), file.to_bytes())
         await self.store.delete(records.outbox_key(entry.file_id))
+        self._waiting.pop(entry.file_id, None)
         self.on_event(
             "delivered",
             {"file_id": file.file_id, "ticket": file.ticket, "route": file.route,
@@ -308,7 +386,10 @@ class Outbox:
         for entry, file in files:
             entry.attempts += 1
             entry.last_error = reason
-            entry.next_at = now + (REFUSED_RETRY if refused else backoff(entry.attempts, retry_after))
+            entry.refused = refused
+            entry.next_at = now + (
+                REFUSED_RETRY if refused else backoff(entry.attempts, retry_after)
+            )
             await self.store.put(records.outbox_key(entry.file_id), entry.to_bytes())
             status = "failed" if refused else "pending"
             detail = (
@@ -316,7 +397,10 @@ class Outbox:
                 if refused
                 else f"Delivery will be retried: {reason}"
             )
-            if file.status != "quarantined" and (file.status, file.status_detail) != (status, detail):
+            if file.status != "quarantined" and (file.status, file.status_detail) != (
+                status,
+                detail,
+            ):
                 file.status, file.status_detail = status, detail
                 await self.store.put(records.meta_key(file.file_id), file.to_bytes())
         self.on_event("delivery_retry", {"ticket": files[0][1].ticket, "reason": reason,
