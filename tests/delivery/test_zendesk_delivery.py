@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from tests.delivery.conftest import (
-    MiB,
     GatewayFactory,
+    MiB,
     all_delivered,
     gateway_comments,
     markers,
