@@ -219,14 +219,13 @@ def test_re_uploaded_part_completes_with_the_new_version(new_store: StoreFactory
         old = await store.upload_part("re/x", upload_id, 1, memoryview(b"a" * 10))
         new = await store.upload_part("re/x", upload_id, 1, memoryview(b"b" * 7))
         assert old.etag != new.etag
-        try:
-            listed = await store.list_parts("re/x", upload_id)
-        except StorageError as exc:
-            # SeaweedFS lists every version of a re-uploaded part; within one
-            # second the current one cannot be told apart, and we say so.
-            assert store.name == "s3" and "versions" in str(exc)
-        else:
-            assert listed == [new]
+        listed = await store.list_parts("re/x", upload_id)
+        if listed != [new]:
+            # SeaweedFS lists every version of a re-uploaded part; within one second
+            # the current one cannot be told apart, and the part is reported as not
+            # stored (size -1) so that an upload resumes before it.
+            assert store.name == "s3"
+            assert listed == [Part(number=1, size=-1, etag="")]
         await store.complete_multipart("re/x", upload_id, [new])
         assert await store.get("re/x") == b"b" * 7
 
