@@ -83,7 +83,9 @@ def serve(host: str, port: int, demo: bool, grace: float) -> None:
 
         minted = Links(settings).mint("1001")
         click.echo(f"Staff view of the demo ticket: {settings.public_url}/tickets/1001")
-        click.echo(f"Upload link for demo ticket 1001 (valid {format_duration(settings.link_ttl)}):")
+        click.echo(
+            f"Upload link for demo ticket 1001 (valid {format_duration(settings.link_ttl)}):"
+        )
         click.echo(minted.url)
     run(settings, host=host, port=port, grace=grace)
 
@@ -143,9 +145,7 @@ def sweep() -> None:
     async def go() -> list[str]:
         services = build_services(settings)
         try:
-            report = await run_sweep(
-                services.store, services.engine, retention=settings.retention
-            )
+            report = await run_sweep(services.store, services.engine, retention=settings.retention)
             return report.lines()
         finally:
             await services.close()

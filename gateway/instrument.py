@@ -7,7 +7,6 @@ know that calls are measured.
 from __future__ import annotations
 
 import builtins
-
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -113,9 +112,7 @@ class InstrumentedStore:
         finally:
             self._done("list_parts", started, failed)
 
-    async def complete_multipart(
-        self, key: str, upload_id: str, parts: builtins.list[Part]
-    ) -> str:
+    async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
         started, failed = time.perf_counter(), True
         try:
             value = await self.inner.complete_multipart(key, upload_id, parts)

@@ -102,18 +102,26 @@ def configure_logging(settings: Settings) -> None:
 
 def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
     """uvicorn's loggers (access log included) in the same format as ours."""
-    formatter = "gateway.logs.JsonFormatter" if _use_json(settings) else "gateway.logs.TextFormatter"
+    formatter = (
+        "gateway.logs.JsonFormatter" if _use_json(settings) else "gateway.logs.TextFormatter"
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"()": formatter}},
         "handlers": {
-            "default": {"class": "logging.StreamHandler", "formatter": "default",
-                        "stream": "ext://sys.stderr"},
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
         },  # fmt: skip
         "loggers": {
-            "uvicorn": {"handlers": ["default"], "level": settings.log_level.upper(),
-                        "propagate": False},
+            "uvicorn": {
+                "handlers": ["default"],
+                "level": settings.log_level.upper(),
+                "propagate": False,
+            },
             "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
         },  # fmt: skip
     }

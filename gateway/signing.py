@@ -38,7 +38,9 @@ class TokenExpired(Exception):
 
 
 def _key(secret: bytes, purpose: str) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"gateway:" + purpose.encode())
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"gateway:" + purpose.encode()
+    )
     return hkdf.derive(secret)
 
 

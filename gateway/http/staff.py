@@ -29,7 +29,9 @@ COOKIE = "gateway_staff"
 
 def _cookie_value(services: Services) -> str:
     token = services.settings.staff_token or ""
-    return hmac.new(services.settings.secret, b"staff:" + token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        services.settings.secret, b"staff:" + token.encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def _is_loopback(request: Request) -> bool:

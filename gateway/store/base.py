@@ -9,7 +9,6 @@ client), and the implementation adds its own root or prefix.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -65,8 +64,7 @@ class ObjectStore(Protocol):
         """A small object's bytes, or None if absent."""
         ...
 
-    async def head(self, key: str) -> ObjectInfo | None:
-        ...
+    async def head(self, key: str) -> ObjectInfo | None: ...
 
     async def delete(self, key: str) -> None:
         """Delete; absent keys are not an error."""
@@ -84,16 +82,15 @@ class ObjectStore(Protocol):
         """Start a multipart upload; return its upload id."""
         ...
 
-    async def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
-        ...
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, data: memoryview
+    ) -> Part: ...
 
     async def list_parts(self, key: str, upload_id: str) -> builtins.list[Part]:
         """Parts stored so far, by number. Raises KeyError if the upload is gone."""
         ...
 
-    async def complete_multipart(
-        self, key: str, upload_id: str, parts: builtins.list[Part]
-    ) -> str:
+    async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
         """Assemble the parts; return the object's ETag (as HEAD reports it)."""
         ...
 
@@ -101,12 +98,10 @@ class ObjectStore(Protocol):
         """Abort; an upload that is already gone is not an error."""
         ...
 
-    async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]:
-        ...
+    async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]: ...
 
     async def ping(self) -> None:
         """Raise StorageError if the store is unreachable."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

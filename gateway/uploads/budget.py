@@ -25,7 +25,7 @@ class BufferBudget:
             self._on_change(self.in_use)
 
     async def acquire(self, size: int) -> bytearray:
-        """Wait until ``size`` bytes fit, then return a buffer of that size (first come, first served)."""
+        """Wait until ``size`` bytes fit, then return a buffer of that size (in arrival order)."""
         if size > self.limit:
             raise ValueError(f"a buffer of {size} bytes exceeds the budget of {self.limit}")
         if not self._waiters and self.in_use + size <= self.limit:

@@ -87,7 +87,8 @@ class UploadEngine:
         """Record a new upload (no bytes yet)."""
         if length is not None and length > link.max_size:
             raise GatewayError(
-                Code.TOO_LARGE, f"The file is {length} bytes; this link accepts at most {link.max_size}."
+                Code.TOO_LARGE,
+                f"The file is {length} bytes; this link accepts at most {link.max_size}.",
             )
         try:
             plan = plan_parts(length, self.budget.limit)
@@ -147,7 +148,9 @@ class UploadEngine:
         parts: list[Part] = []
         if record.multipart_id is not None:
             try:
-                parts = await self.store.list_parts(records.data_key(record.id), record.multipart_id)
+                parts = await self.store.list_parts(
+                    records.data_key(record.id), record.multipart_id
+                )
             except KeyError:
                 done = await self.store.head(records.data_key(record.id))
                 if done is None:
@@ -255,7 +258,9 @@ class UploadEngine:
                             Code.TOO_LARGE,
                             f"The file is larger than this link allows ({record.max_size} bytes).",
                         )
-                    raise GatewayError(Code.BODY_TOO_LONG, "The body runs past the upload's length.")
+                    raise GatewayError(
+                        Code.BODY_TOO_LONG, "The body runs past the upload's length."
+                    )
                 received += len(chunk)
                 await writer.add(chunk)
             if expect is not None and received != expect:
