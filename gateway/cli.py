@@ -116,14 +116,41 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
 @main.command()
 @click.argument("url")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--parallel", default=4, show_default=True, help="Parts in flight per file.")
-@click.option("--chunk-size", type=_Size(), default="16MiB", show_default=True)
-@click.option("--retries", default=10, show_default=True, help="Retries per chunk.")
+@click.option(
+    "--parallel",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Files uploaded at the same time. Each file is one tus upload sent chunk by chunk; "
+    "the next chunk is read from disk while the current one is sent.",
+)
+@click.option(
+    "--chunk-size",
+    type=_Size(),
+    default="16MiB",
+    show_default=True,
+    help="Bytes per request; each file holds two chunks in memory (sending, read ahead).",
+)
+@click.option(
+    "--retries",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries of a chunk (backoff with jitter, honouring Retry-After).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upload(
     url: str, files: tuple[str, ...], parallel: int, chunk_size: int, retries: int, quiet: bool
 ) -> None:
-    """Upload FILES to an upload link; re-run the same command to resume."""
+    """Upload FILES to an upload link; re-run the same command to resume.
+
+    \b
+    Prints one line per file on stdout when done:
+      OK <sha256> <size> <filename>
+      FAILED <reason> <filename>
+    and exits 0 only if every file is OK. Unfinished uploads are remembered
+    in $XDG_STATE_HOME/upload-gateway (default ~/.local/state/upload-gateway).
+    """
     from gateway.client.upload import run_upload
 
     sys.exit(

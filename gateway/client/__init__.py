@@ -1,0 +1,1 @@
+"""The gateway's own upload client (``gateway upload``): tus over httpx, resumable."""
