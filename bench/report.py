@@ -1,0 +1,106 @@
+"""The results table (stdout and ``latest.md``) and the throughput chart (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.results import MiB, Row
+
+HEADER = [
+    "scenario",
+    "case",
+    "bytes",
+    "seconds",
+    "MiB/s",
+    "ratio",
+    "target",
+    "status",
+    "peak RSS",
+    "notes",
+]
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.scenario,
+        row.case,
+        str(row.bytes),
+        f"{row.seconds:.2f}" if row.seconds else "-",
+        f"{row.mib_s:.0f}" if row.mib_s else "-",
+        f"{row.ratio:.2f}" if row.ratio is not None else "-",
+        row.target or "-",
+        row.status or "-",
+        f"{row.peak_rss / MiB:.0f} MiB" if row.peak_rss else "-",
+        (row.note or "").replace("|", "/").replace("\n", " "),
+    ]
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table: readable in a terminal and in the README as it is."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(
+    rows: list[Row], machine: dict[str, str], command: str, finished: str, load_end: str
+) -> str:
+    out = [
+        "# Benchmark results",
+        "",
+        f"`{command}`, finished {finished}.",
+        "",
+        table(rows),
+        "",
+        "Ratios are throughput over the baseline row's throughput in the same run: "
+        "boto3 `upload_file` (put), the bare drain-and-hash Starlette app (ceiling), "
+        "the faster peer tus server (tus). Peak RSS is the server process's VmHWM; "
+        "for concurrency the limit is GATEWAY_BUFFER_MEMORY + 150 MiB. "
+        "Status: ok = target met, miss = target not met, FAIL = uploads failed.",
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "## Machine",
+        "",
+    ]
+    out += [f"- {key}: {value}" for key, value in machine.items()]
+    out += [f"- load average at end: {load_end}", ""]
+    return "\n".join(out)
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [row for row in rows if row.mib_s]
+    if not shown:
+        return
+    colours = {
+        "put": "#4c72b0",
+        "ceiling": "#55a868",
+        "tus": "#c44e52",
+        "concurrency": "#8172b2",
+        "small-files": "#ccb974",
+        "leak": "#64b5cd",
+        "profile": "#999999",
+    }
+    labels = [f"{row.scenario}: {row.case}" for row in shown]
+    values = [row.mib_s or 0.0 for row in shown]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(shown) + 1.5))
+    bars = ax.barh(labels, values, color=[colours.get(r.scenario, "#777777") for r in shown])
+    for bar, row in zip(bars, shown, strict=True):
+        text = f"{row.mib_s:.0f}"
+        if row.ratio is not None:
+            text += f"  ({row.ratio:.2f}x)"
+        ax.text(
+            bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + text, va="center", fontsize=8
+        )
+    ax.invert_yaxis()
+    ax.set_xlabel("MiB/s (aggregate for concurrency rows)")
+    ax.set_title("Gateway throughput against its baselines (one run, one SeaweedFS)")
+    ax.set_xlim(0, max(values) * 1.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
