@@ -1,0 +1,308 @@
+"""The upload engine in-process, over the file store and over S3 on SeaweedFS.
+
+Parts are 5 MiB here (a 10 MiB budget), so a dozen MiB exercises full parts,
+the tail object, resume, restart and the read-back hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import Code, GatewayError
+from gateway.signing import UploadLink, new_link_id
+from gateway.store.base import ObjectStore
+from gateway.store.file import FileStore
+from gateway.store.s3 import S3Store
+from gateway.uploads import records
+from gateway.uploads.budget import BufferBudget
+from gateway.uploads.engine import UploadEngine
+from gateway.uploads.records import FileRecord, UploadRecord
+from tests.support.seaweed import SeaweedServer
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+DATA = os.urandom(12 * MiB + 12345)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+StoreFactory = Callable[[], ObjectStore]
+
+
+@pytest.fixture(params=["file", "s3"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Makes store instances over one place (one dir or one bucket), as replicas would."""
+    if request.param == "file":
+        return lambda: FileStore(tmp_path / "store")
+    seaweed: SeaweedServer = request.getfixturevalue("seaweed")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return lambda: S3Store(bucket, client=seaweed.client())
+
+
+class Harness:
+    def __init__(self, make_store: StoreFactory) -> None:
+        self.make_store = make_store
+        self.stores: list[ObjectStore] = []
+        self.finished: list[FileRecord] = []
+        self.link = UploadLink(
+            ticket="7001", expires_at=int(time.time()) + 3600, max_size=1 << 40,
+            link_id=new_link_id(),
+        )  # fmt: skip
+
+    def engine(self) -> UploadEngine:
+        """A fresh engine on a fresh store instance: a restart, or another replica."""
+        store = self.make_store()
+        self.stores.append(store)
+
+        async def on_finished(file: FileRecord) -> None:
+            self.finished.append(file)
+
+        return UploadEngine(
+            store, BufferBudget(10 * MiB), attachment_max=1 * MiB, on_finished=on_finished
+        )
+
+    async def close(self) -> None:
+        for store in self.stores:
+            await store.close()
+
+
+def run(make_store: StoreFactory, scenario: Callable[[Harness], Awaitable[None]]) -> None:
+    harness = Harness(make_store)
+
+    async def main() -> None:
+        try:
+            await scenario(harness)
+        finally:
+            await harness.close()
+
+    asyncio.run(main())
+
+
+def chunks_of(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def body(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    for chunk in chunks_of(data, size):
+        yield chunk
+
+
+async def read_all(store: ObjectStore, file_id: str) -> bytes:
+    return b"".join([c async for c in store.read(records.data_key(file_id))])
+
+
+async def offset_seen_by(engine: UploadEngine, upload_id: str) -> int:
+    """The offset as any replica sees it: from the stored record and parts."""
+    return await engine.offset(await engine.load(upload_id))
+
+
+async def create(engine: UploadEngine, link: UploadLink, length: int | None) -> UploadRecord:
+    return await engine.create(link, filename="trace.bin", length=length, protocol="put")
+
+
+def test_single_request_finishes_with_the_right_hash(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        progress = await engine.write(record, 0, body(DATA), final=True, expect=len(DATA))
+        assert progress.file is not None
+        assert progress.file.sha256 == SHA and progress.file.size == len(DATA)
+        assert progress.file.route == "storage"
+        assert await read_all(engine.store, record.id) == DATA
+        assert [f.file_id for f in h.finished] == [record.id]
+        assert await engine.store.list(f"uploads/{record.id}/") == []
+
+    run(new_store, scenario)
+
+
+def test_resume_from_the_tail(new_store: StoreFactory) -> None:
+    cut = PART + 2 * MiB + 7  # one full part and a tail
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        progress = await engine.write(record, 0, body(DATA[:cut]))
+        assert progress.file is None and progress.offset == cut
+        assert await engine.offset(await engine.load(record.id)) == cut
+        tails = await engine.store.list(records.tail_prefix(record.id))
+        assert [t.size for t in tails] == [cut - PART]
+        progress = await engine.write(record, cut, body(DATA[cut:]), expect=len(DATA) - cut)
+        assert progress.file is not None and progress.file.sha256 == SHA
+        assert await read_all(engine.store, record.id) == DATA
+
+    run(new_store, scenario)
+
+
+def test_offset_comes_from_the_store_after_a_restart(new_store: StoreFactory) -> None:
+    cut = 2 * PART + 1 * MiB
+
+    async def scenario(h: Harness) -> None:
+        first = h.engine()
+        record = await create(first, h.link, len(DATA))
+        await first.write(record, 0, body(DATA[:cut]))
+        fresh = h.engine()  # nothing in memory: a restart or another replica
+        again = await fresh.load(record.id)
+        assert await fresh.offset(again) == cut
+        with pytest.raises(GatewayError) as info:
+            await fresh.write(again, 0, body(b"x"))
+        assert info.value.code is Code.OFFSET_MISMATCH
+        assert info.value.headers["Upload-Offset"] == str(cut)
+        progress = await fresh.write(again, cut, body(DATA[cut:]))
+        assert progress.file is not None
+        # The fresh engine never saw the first bytes: it hashed the stored file back.
+        assert progress.file.sha256 == SHA
+        meta = await fresh.store.get(records.meta_key(record.id))
+        assert meta is not None and FileRecord.from_bytes(meta).sha256 == SHA
+        assert await read_all(fresh.store, record.id) == DATA
+
+    run(new_store, scenario)
+
+
+def test_resume_in_many_small_requests_across_engines(new_store: StoreFactory) -> None:
+    data = DATA[: 11 * MiB]
+    cuts = [0, 3 * MiB, 4 * MiB + 1, 9 * MiB, len(data)]
+
+    async def scenario(h: Harness) -> None:
+        record = await create(h.engine(), h.link, len(data))
+        file = None
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            engine = h.engine()
+            progress = await engine.write(record, start, body(data[start:end], 100_000))
+            assert progress.offset == end
+            file = progress.file
+        assert file is not None and file.sha256 == hashlib.sha256(data).hexdigest()
+
+    run(new_store, scenario)
+
+
+def test_checksum_failure_discards_the_requests_bytes(new_store: StoreFactory) -> None:
+    first = 3 * MiB
+
+    def reject(state: object) -> None:
+        raise GatewayError(Code.CHECKSUM_MISMATCH)
+
+    def accept(state: object) -> None:
+        assert state.hexdigest() == hashlib.sha256(DATA[first:]).hexdigest()  # type: ignore[attr-defined]
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        await engine.write(record, 0, body(DATA[:first]))
+        # This request crosses a part boundary: part 1 lands in the store, yet must not count.
+        bad = DATA[first : first + 4 * MiB]
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, first, body(bad), checksum=hashlib.sha256, verify=reject)
+        assert info.value.code is Code.CHECKSUM_MISMATCH
+        assert await engine.offset(await engine.load(record.id)) == first
+        assert await offset_seen_by(h.engine(), record.id) == first
+        progress = await engine.write(
+            record, first, body(DATA[first:]), checksum=hashlib.sha256, verify=accept
+        )
+        assert progress.file is not None and progress.file.sha256 == SHA
+        assert await read_all(engine.store, record.id) == DATA
+
+    run(new_store, scenario)
+
+
+def test_concurrent_writes_conflict(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        gate = asyncio.Event()
+
+        async def held() -> AsyncIterator[bytes]:
+            yield DATA[:1000]
+            await gate.wait()
+            yield DATA[1000:2000]
+
+        writing = asyncio.create_task(engine.write(record, 0, held()))
+        for _ in range(200):
+            if await engine.store.get(records.lock_key(record.id)) is not None:
+                break
+            await asyncio.sleep(0.01)
+        for other in (engine, h.engine()):
+            with pytest.raises(GatewayError) as info:
+                await other.write(record, 0, body(DATA[:10]))
+            assert info.value.code is Code.CONFLICT
+            assert info.value.status == 409
+            assert "Retry-After" in info.value.headers
+        gate.set()
+        progress = await writing
+        assert progress.offset == 2000
+        assert await engine.offset(await engine.load(record.id)) == 2000
+
+    run(new_store, scenario)
+
+
+def test_short_body_is_incomplete_but_keeps_its_bytes(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, 0, body(DATA[: 6 * MiB]), final=True, expect=len(DATA))
+        assert info.value.code is Code.INCOMPLETE_BODY
+        assert await engine.offset(await engine.load(record.id)) == 6 * MiB
+        assert h.finished == []
+        assert await engine.store.head(records.data_key(record.id)) is None
+
+    run(new_store, scenario)
+
+
+def test_body_longer_than_the_length_is_refused(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, 1000)
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, 0, body(DATA[:2000], 500))
+        assert info.value.code is Code.BODY_TOO_LONG
+        assert h.finished == []
+        assert await engine.store.head(records.data_key(record.id)) is None
+        # Declared too long up front: refused before a byte is read.
+        record = await create(engine, h.link, 1000)
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, 0, body(DATA[:2000]), expect=2000)
+        assert info.value.code is Code.BODY_TOO_LONG
+        assert await offset_seen_by(engine, record.id) == 0
+        assert h.finished == []
+
+    run(new_store, scenario)
+
+
+def test_unknown_length_over_the_link_cap_is_too_large(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        small = UploadLink(ticket="7001", expires_at=h.link.expires_at, max_size=3000,
+                           link_id=new_link_id())  # fmt: skip
+        with pytest.raises(GatewayError) as info:
+            await create(engine, small, 3001)
+        assert info.value.code is Code.TOO_LARGE
+        record = await create(engine, small, None)
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, 0, body(DATA[:4000], 1000), final=True)
+        assert info.value.code is Code.TOO_LARGE
+        assert h.finished == []
+
+    run(new_store, scenario)
+
+
+def test_small_file_is_an_attachment_and_abandon_cleans_up(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, None)
+        progress = await engine.write(record, 0, body(DATA[:MiB]), final=True)
+        assert progress.file is not None and progress.file.route == "attachment"
+        assert progress.file.size == MiB
+        other = await create(engine, h.link, len(DATA))
+        await engine.write(other, 0, body(DATA[: PART + 10]))
+        assert await engine.store.list_multipart(records.data_key(other.id)) != []
+        await engine.terminate(await engine.load(other.id))
+        assert await engine.store.list(f"uploads/{other.id}/") == []
+        assert await engine.store.list_multipart(records.data_key(other.id)) == []
+
+    run(new_store, scenario)
