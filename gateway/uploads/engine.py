@@ -301,7 +301,9 @@ class UploadEngine:
 
     async def terminate(self, record: UploadRecord) -> None:
         async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
-            await self.abandon(record)
+            # The caller's copy may predate the multipart upload: the stored record knows it.
+            raw = await self.store.get(records.info_key(record.id))
+            await self.abandon(UploadRecord.from_bytes(raw) if raw is not None else record)
 
     # -- finishing ----------------------------------------------------------------
 

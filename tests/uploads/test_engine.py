@@ -306,3 +306,21 @@ def test_small_file_is_an_attachment_and_abandon_cleans_up(new_store: StoreFacto
         assert await engine.store.list_multipart(records.data_key(other.id)) == []
 
     run(new_store, scenario)
+
+
+def test_terminate_with_the_record_as_created_aborts_the_multipart(
+    new_store: StoreFactory,
+) -> None:
+    """Callers hold the record create() gave them; the multipart id is only in the store."""
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, None)
+        await engine.write(record, 0, body(DATA[: PART + 10]))
+        assert record.multipart_id is None  # the caller's copy never learns it
+        assert await engine.store.list_multipart(records.data_key(record.id)) != []
+        await engine.terminate(record)
+        assert await engine.store.list_multipart(records.data_key(record.id)) == []
+        assert await engine.store.list(f"uploads/{record.id}/") == []
+
+    run(new_store, scenario)
