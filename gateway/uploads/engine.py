@@ -381,6 +381,7 @@ class _PartWriter:
         self.slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
         self.failure: BaseException | None = None
         self.key = records.data_key(record.id)
+        self.part_start = sum(p.size for p in stored.parts)  # offset of the buffer's first byte
 
     async def start(self) -> None:
         await self._new_buffer()
@@ -391,6 +392,9 @@ class _PartWriter:
 
     async def _new_buffer(self) -> None:
         size = self.record.plan.size_of(self.number)
+        if self.record.length is not None:
+            # The last part needs only what is left: small files take small buffers.
+            size = max(1, min(size, self.record.length - self.part_start))
         self.buffer = await self.engine.budget.acquire(size)
         self.view = memoryview(self.buffer)
         self.fill = 0
@@ -416,7 +420,7 @@ class _PartWriter:
             self.view[self.fill : self.fill + take] = chunk[pos : pos + take]
             self.fill += take
             pos += take
-            if self.fill == len(self.view):
+            if self.fill == len(self.view) and not self._is_last_part():
                 await self._ship_full()
 
     async def _ensure_multipart(self) -> str:
@@ -427,10 +431,16 @@ class _PartWriter:
             await self.engine._save(self.record)
         return self.record.multipart_id
 
+    def _is_last_part(self) -> bool:
+        """The buffer holds the file's last bytes: finish() ships it (or PUTs it whole)."""
+        length = self.record.length
+        return length is not None and self.part_start + self.fill >= length
+
     async def _ship_full(self) -> None:
         assert self.buffer is not None and self.view is not None
         await self._ship(self.buffer, self.view, self.fill, self.hashed_to, self.number)
         self.number += 1
+        self.part_start += self.fill
         await self._new_buffer()
 
     async def _ship(

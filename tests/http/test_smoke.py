@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import httpx
 
@@ -21,7 +22,13 @@ def test_put_small_and_large_are_routed_and_delivered(gateway_any: GatewayProces
     assert r1.json()["route"] == "attachment"
     assert r2.json()["route"] == "storage"
     assert r2.json()["sha256"] == hashlib.sha256(large).hexdigest()
-    comments = ticket_comments(gateway_any, "4242", wait_for=1)
-    body = "\n".join(c["body"] for c in comments)
+    deadline = time.monotonic() + 30
+    while True:
+        body = "\n".join(c["body"] for c in ticket_comments(gateway_any, "4242"))
+        if body.count("[upload-gateway file") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert hashlib.sha256(small).hexdigest() in body
+    assert hashlib.sha256(large).hexdigest() in body
     assert "/files/" in body
+    assert body.count(f"[upload-gateway file {r1.json()['file_id']}]") == 1
