@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from functools import partial
 
 import httpx
 import pytest
@@ -72,7 +73,7 @@ def test_429_storm_delivers_everything_exactly_once(
             wait_until(lambda: any(markers(zendesk_api, t) for t in tickets), "a first delivery")
 
     for ticket, link in links.items():
-        wait_until(lambda link=link: all_delivered(link, 2), f"ticket {ticket}'s files")
+        wait_until(partial(all_delivered, link, 2), f"ticket {ticket}'s files")
     for ticket in tickets:
         assert markers(zendesk_api, ticket) == dict.fromkeys(uploaded[ticket], 1)
     assert requests_with_status(zendesk_api, 429, "PUT") >= 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -24,7 +25,7 @@ def timestamp(offset: timedelta = timedelta(0)) -> str:
 
 def send(
     gw: GatewayProcess,
-    payload: dict[str, object],
+    payload: Mapping[str, object],
     *,
     secret: str = SECRET,
     ts: str | None = None,
