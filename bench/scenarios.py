@@ -456,12 +456,13 @@ def leak(h: Harness) -> list[Row]:
         _, _, warm_problems = asyncio.run(
             _many(h, warmup, 4, lambda i: f"{links[i]}/warm-{i}.bin", file)
         )
-        time.sleep(2)
+        settle = 0.5 if h.options.quick else 3.0
+        time.sleep(settle)
         base = proc_stats(gw.process.pid if gw.process else 0)
         wall, _, problems = asyncio.run(
             _many(h, count, 4, lambda i: f"{links[warmup + i]}/leak-{i}.bin", file)
         )
-        time.sleep(3)
+        time.sleep(settle)
         after = proc_stats(gw.process.pid if gw.process else 0)
     failures = len(warm_problems) + len(problems)
     met = (

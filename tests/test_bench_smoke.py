@@ -1,0 +1,75 @@
+"""`python -m bench --quick` end to end with tiny sizes: every scenario runs and nothing fails.
+
+No timing is asserted (the numbers on a shared machine mean nothing); what
+must hold is that the suite starts and stops all its servers, every scenario
+produces its row, no upload fails, and the results file and chart are written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.seaweed import weed_binary
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO_ROWS = {"put", "ceiling", "tus", "concurrency", "small-files", "leak"}
+
+
+def _require(ok: bool, message: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| ")]
+    assert lines, f"no table printed:\n{output[-3000:]}"
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:2] == ["scenario", "case"], header
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+def test_quick_bench_runs_every_scenario(tmp_path: Path) -> None:
+    _require(weed_binary().exists(), f"SeaweedFS binary not found at {weed_binary()}")
+    _require(shutil.which("node") is not None, "node is not installed")
+    _require(shutil.which("curl") is not None, "curl is not installed")
+    _require((REPO / "node_modules" / "@tus" / "server").exists(), "npm packages not installed")
+    for module in ("tuspyserver", "matplotlib"):
+        _require(
+            importlib.util.find_spec(module) is not None,
+            f"{module} missing: pip install -e '.[bench]'",
+        )
+
+    results = tmp_path / "results"
+    command = [
+        sys.executable, "-m", "bench", "--quick",
+        "--size", "6MiB", "--concurrency", "2,3", "--concurrent-size", "6MiB",
+        "--small-count", "6", "--leak-count", "4",
+        "--results", str(results), "--workdir", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    output = done.stdout + "\n" + done.stderr
+    rows = _rows(done.stdout)
+
+    assert {row[0] for row in rows} == SCENARIO_ROWS, output[-3000:]
+    assert [row for row in rows if row[1] == "error"] == [], output[-3000:]
+    assert [row for row in rows if row[7] == "FAIL"] == [], output[-3000:]
+    assert done.returncode == 0, output[-3000:]
+    # Every gateway row has a throughput and a measured peak RSS.
+    for row in rows:
+        if row[1].startswith("gateway"):
+            assert row[4] != "-" and row[8].endswith("MiB"), row
+    assert "| put | gateway curl -T 6 MiB |" in done.stdout
+    assert "## Machine" in (results / "latest.md").read_text()
+    assert (results / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The run removed its temp dir (test files, server data) on the way out.
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("gateway-bench-")] == []
