@@ -1,0 +1,120 @@
+"""Outside tus clients nobody here wrote: tuspy and tus-js-client, uploading and resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tusclient import client as tus_client
+from tusclient.storage.filestorage import FileStorage
+
+from tests.support.gateway import GatewayProcess
+from tests.tus.support import REPO, random_file, receipts, require_tool
+
+MiB = 1024 * 1024
+SCRIPT = Path(__file__).with_name("tus_js_upload.js")
+
+
+def tuspy_upload(endpoint: str, path: Path, storage: Path, chunk: int, chunks: int | None) -> str:
+    """Upload with tuspy, stopping after ``chunks`` chunks if given; returns the upload URL."""
+    store = FileStorage(str(storage))
+    try:
+        uploader = tus_client.TusClient(endpoint).uploader(
+            str(path), chunk_size=chunk, metadata={"filename": path.name},
+            store_url=True, url_storage=store,
+        )  # fmt: skip
+        if chunks is None:
+            uploader.upload()
+        else:
+            for _ in range(chunks):
+                uploader.upload_chunk()
+        return str(uploader.url)
+    finally:
+        store.close()
+
+
+def check_tuspy(proc: GatewayProcess, tmp_path: Path, size: int, chunk: int) -> None:
+    link = proc.link("701")
+    path = tmp_path / "tuspy.bin"
+    sha = random_file(path, size)
+    storage = tmp_path / "tuspy-urls.json"
+    first = tuspy_upload(f"{link}/tus/", path, storage, chunk, chunks=2)
+    assert not receipts(link)
+    second = tuspy_upload(f"{link}/tus/", path, storage, chunk, chunks=None)
+    assert second == first  # the same upload continued
+    files = receipts(link)
+    assert [(f["filename"], f["size"], f["sha256"]) for f in files] == [(path.name, size, sha)]
+    assert files[0]["file_id"] == first.rsplit("/", 1)[-1]
+
+
+def test_tuspy_uploads_and_resumes(gateway_any: GatewayProcess, tmp_path: Path) -> None:
+    check_tuspy(gateway_any, tmp_path, 40 * MiB + 123, 8 * MiB)
+
+
+def node_client() -> str:
+    node = require_tool("node")
+    if not (REPO / "node_modules" / "tus-js-client").is_dir():
+        message = "tus-js-client is not installed (run npm install at the repository root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return node
+
+
+def run_js(node: str, endpoint: str, path: Path, storage: Path, chunk: int,
+           kill_at: int | None = None, timeout: float = 600) -> list[dict[str, Any]]:  # fmt: skip
+    """Run the tus-js-client script; with ``kill_at``, SIGKILL it once that offset is accepted."""
+    proc = subprocess.Popen(
+        [node, str(SCRIPT), endpoint, str(path), str(storage), str(chunk)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    events: list[dict[str, Any]] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if kill_at is not None and events[-1].get("offset", 0) >= kill_at:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if kill_at is None:
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    return events
+
+
+def check_tus_js(proc: GatewayProcess, tmp_path: Path, size: int, chunk: int) -> None:
+    node = node_client()
+    link = proc.link("702")
+    path = tmp_path / "js.bin"
+    sha = random_file(path, size)
+    storage = tmp_path / "js-urls.json"
+    first = run_js(node, f"{link}/tus/", path, storage, chunk, kill_at=2 * chunk)
+    assert first[-1]["event"] == "chunk" and first[-1]["offset"] < size
+    assert not receipts(link)
+    second = run_js(node, f"{link}/tus/", path, storage, chunk)
+    url = first[0]["url"]
+    assert {"event": "resuming", "url": url} in second
+    assert second[-1]["event"] == "success" and second[-1]["url"] == url
+    files = receipts(link)
+    assert [(f["filename"], f["size"], f["sha256"]) for f in files] == [(path.name, size, sha)]
+    assert files[0]["file_id"] == second[-1]["fileId"] == url.rsplit("/", 1)[-1]
+
+
+def test_tus_js_client_uploads_and_resumes(gateway_any: GatewayProcess, tmp_path: Path) -> None:
+    check_tus_js(gateway_any, tmp_path, 40 * MiB + 7, 8 * MiB)
+
+
+@pytest.mark.slow
+def test_one_gib_with_both_clients_on_seaweedfs(gateway_s3: GatewayProcess, tmp_path: Path) -> None:
+    check_tuspy(gateway_s3, tmp_path, 1024 * MiB, 64 * MiB)
+    (tmp_path / "tuspy.bin").unlink()
+    check_tus_js(gateway_s3, tmp_path, 1024 * MiB, 64 * MiB)
