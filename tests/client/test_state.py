@@ -1,0 +1,53 @@
+"""The upload client's memory of unfinished uploads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.client.state import StateFile, fingerprint, state_dir
+from gateway.client.upload import Failed, link_of
+
+
+def test_state_dir_follows_xdg(tmp_path: Path) -> None:
+    assert state_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "upload-gateway"
+    assert state_dir({}) == Path.home() / ".local" / "state" / "upload-gateway"
+    assert state_dir({"XDG_STATE_HOME": "relative"}).is_absolute()
+
+
+def test_fingerprint_changes_with_the_file_and_the_link(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(3 * 1024 * 1024))
+    first = fingerprint(path, "http://gw/u/a")
+    assert fingerprint(path, "http://gw/u/a") == first
+    assert fingerprint(path, "http://gw/u/b") != first
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and mtime
+    assert fingerprint(path, "http://gw/u/a") != first  # the last MiB tells
+
+
+def test_state_file_round_trip_and_atomic_json(tmp_path: Path) -> None:
+    states = StateFile(tmp_path / "s")
+    assert states.get("k") is None
+    states.put("k", {"url": "http://x/u/t/tus/abc"})
+    states.put("j", {"url": "http://x/u/t/tus/def"})
+    assert states.get("k") == {"url": "http://x/u/t/tus/abc"}
+    states.drop("k")
+    assert json.loads(states.path.read_text()) == {"j": {"url": "http://x/u/t/tus/def"}}
+    states.path.write_text("{broken")
+    assert states.get("j") is None  # a damaged file is treated as empty, not a crash
+    assert not list(states.directory.glob("*.tmp"))
+
+
+def test_link_of_accepts_what_users_paste() -> None:
+    assert link_of("http://gw/u/tok") == "http://gw/u/tok"
+    assert link_of("http://gw/u/tok/") == "http://gw/u/tok"
+    assert link_of("http://gw/u/tok/tus/") == "http://gw/u/tok"
+    with pytest.raises(Failed):
+        link_of("http://gw/elsewhere")
