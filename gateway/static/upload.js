@@ -128,7 +128,7 @@
   function formatSize(n) {
     var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + ' ' + units[i];
+    return (i === 0 ? n : Number(n.toFixed(n < 10 ? 1 : 0))) + ' ' + units[i];
   }
 
   function formatTime(s) {
