@@ -111,3 +111,29 @@ def test_form_without_javascript_uploads_and_lists_receipts(
     body = "\n".join(c["body"] for c in comments)
     for path in files:
         assert body.count(hashlib.sha256(path.read_bytes()).hexdigest()) == 1
+
+
+def test_a_file_over_the_cap_fails_with_a_reason_and_a_retry_button(
+    gateway_file: GatewayProcess, browser: Browser, tmp_path: Path
+) -> None:
+    big = tmp_path / "too-big.iso"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    # A phone-sized viewport: the page stays readable in one column.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(gateway_file.link("1200", max_size=1024 * 1024))
+        expect(page.locator("#app")).to_have_attribute("data-ready", "true")
+        page.set_input_files("#files", str(big))
+        row = page.locator("li.row")
+        expect(row).to_have_attribute("data-state", "failed")
+        expect(row.locator(".state")).to_have_text(
+            "Failed: the file is larger than this link allows (1 MiB)."
+        )
+        expect(row.get_by_role("button", name="Retry too-big.iso")).to_be_visible()
+        expect(page.locator("#announce")).to_contain_text("too-big.iso failed")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # no sideways scrolling on a phone
+        screenshot(page, "09-failed-phone")
+    finally:
+        context.close()
