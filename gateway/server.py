@@ -13,7 +13,11 @@ every byte it stored and resumes on any replica.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -26,17 +30,72 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.server")
 
 
+# After the grace period, cut-off requests get this long to save what they
+# received (their last part and resume state) before the process gives up.
+SETTLE_SECONDS = 30.0
+
+
 class GatewayServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    """uvicorn's server with the grace period kept by us, not by uvicorn.
+
+    uvicorn's own ``timeout_graceful_shutdown`` cancels the running requests
+    and at once runs the lifespan shutdown, which closes the store while the
+    cancelled uploads are still saving their last bytes: those bytes were
+    lost. Here the running requests are cancelled when the grace period ends,
+    and the app shuts down only after they have finished saving.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette, grace: float = 110.0) -> None:
         super().__init__(config)
         self.app = app
+        self.grace = grace
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         services = getattr(self.app.state, "services", None)
         if services is not None and not services.draining:
             services.draining = True
-            log.info("shutting down: draining running uploads (signal %s)", sig)
+            # A signal handler runs inside whatever task it interrupted: log
+            # from an empty context so the line carries no request's id.
+            contextvars.Context().run(
+                log.info, "shutting down: draining running uploads (signal %s)", sig
+            )
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # uvicorn re-raises the signal once it has shut down, so the process
+            # would end "killed by SIGTERM" (status 143), which orchestrators
+            # report as a failure. A drained shutdown asked for by SIGTERM is a
+            # clean exit: status 0. (Ctrl-C keeps uvicorn's behaviour.)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list) and sig in captured:
+                captured.remove(sig)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        timers = [
+            loop.call_later(self.grace, self._cut_off),
+            loop.call_later(self.grace + SETTLE_SECONDS, self._give_up),
+        ]
+        try:
+            await super().shutdown(sockets)
+        finally:
+            for timer in timers:
+                timer.cancel()
+
+    def _cut_off(self) -> None:
+        tasks = list(self.server_state.tasks)
+        if tasks:
+            log.warning(
+                "grace period of %gs over: cutting off %d running request(s); "
+                "their uploads keep what was stored and can resume",
+                self.grace,
+                len(tasks),
+            )
+        for task in tasks:
+            task.cancel()
+
+    def _give_up(self) -> None:
+        log.error("requests still running %gs after the cut-off: exiting", SETTLE_SECONDS)
+        self.force_exit = True
 
 
 def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> None:
@@ -51,8 +110,9 @@ def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> No
         lifespan="on",
         proxy_headers=True,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=int(grace),
+        # None: uvicorn waits for every request; GatewayServer enforces the grace.
+        timeout_graceful_shutdown=None,
         log_config=uvicorn_log_config(settings),
         access_log=True,
     )
-    GatewayServer(config, app).run()
+    GatewayServer(config, app, grace=grace).run()
