@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import Code, GatewayError
+from gateway.store.base import StorageError
 
 log = logging.getLogger("gateway.http")
 
@@ -46,6 +47,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def storage_error(request: Request, exc: Exception) -> Response:
+    """Storage failed after the store's own retries: a retryable 503, not a 500.
+
+    Whatever was stored before the failure stays, so the client can retry or
+    resume; the cause goes to the log, not to the client.
+    """
+    log.warning("storage failed on %s %s: %s", request.method, request.url.path, exc)
+    response = error_response(GatewayError(Code.STORAGE_UNAVAILABLE, headers={"Retry-After": "5"}))
+    hook = request.scope.get("gateway.error_headers")
+    if callable(hook):
+        response.headers.update(hook())
+    return response
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(GatewayError(Code.INTERNAL))
@@ -54,5 +69,6 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     GatewayError: gateway_error,
     HTTPException: http_error,
+    StorageError: storage_error,
     Exception: internal_error,
 }
