@@ -287,7 +287,14 @@ class UploadEngine:
             record.length = reached
             await self._save(record)
         if record.length is not None and reached == record.length:
-            file = await writer.finish()
+            try:
+                file = await writer.finish()
+            except (GatewayError, StorageError):
+                # The last part or the completion failed (storage outlasted its retries):
+                # commit the parts that did land, so a resumed upload starts after them.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writer.suspend(keep=True))
+                raise
             return Progress(offset=reached, file=file)
         return Progress(offset=await writer.suspend(keep=True))
 
