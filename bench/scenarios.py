@@ -507,7 +507,9 @@ def profile(h: Harness) -> list[Row]:
     raw = h.options.results / "profile-put.txt"
     svg = h.options.results / "profile-put.svg"
     rows: list[Row] = []
-    for fmt, out in (("raw", raw), ("flamegraph", svg)):
+    # The text summary samples only the thread holding the GIL (where Python spends CPU);
+    # the flame graph shows every thread, idle ones too (where uploads wait).
+    for fmt, out, flag in (("raw", raw, "--gil"), ("flamegraph", svg, "--idle")):
         with h.bucket() as bucket, h.gateway("profile", bucket=bucket) as gw:
             assert gw.process is not None
             h.log(f"profile: 1 PUT of {human(file.size)} under py-spy ({fmt})")
@@ -524,6 +526,7 @@ def profile(h: Harness) -> list[Row]:
                     "--rate",
                     "200",
                     "--threads",
+                    flag,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
