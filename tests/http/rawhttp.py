@@ -84,12 +84,55 @@ def send_and_close(
 
 
 def exchange(
-    url: str, method: str, headers: list[tuple[str, str]], body: bytes = b"", timeout: float = 10.0
+    url: str,
+    method: str,
+    headers: list[tuple[str, str]],
+    body: bytes = b"",
+    timeout: float = 10.0,
+    *,
+    half_close: bool = False,
 ) -> RawResponse | None:
-    """Send exactly these bytes and read one response (None if the server hung up)."""
+    """Send exactly these bytes and read one response (None if the server hung up).
+
+    With ``half_close`` the client then shuts its sending side, as a client
+    whose body ended early would.
+    """
     with connect(url, timeout) as sock:
         try:
             sock.sendall(request_head(method, url, headers) + body)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        return read_response(sock, timeout)
+        try:
+            return read_response(sock, timeout)
+        except TimeoutError:
+            raise AssertionError(f"no answer and no hang-up within {timeout} s") from None
+
+
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus series from ``/metrics`` (0 when absent), filtered by labels."""
+    import httpx
+
+    total = 0.0
+    for line in httpx.get(f"{base_url}/metrics").text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        metric_name, _, label_text = series.partition("{")
+        if metric_name != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
