@@ -77,10 +77,12 @@ def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayP
         "both deliveries to be counted",
     )
     idle = wait_until(
-        lambda: (s := scrape(gateway))
-        and value(s, "gateway_buffer_bytes_in_use") == 0
-        and value(s, "gateway_deliveries_pending") == 0
-        and s,
+        lambda: (
+            (s := scrape(gateway))
+            and value(s, "gateway_buffer_bytes_in_use") == 0
+            and value(s, "gateway_deliveries_pending") == 0
+            and s
+        ),
         "the gateway to be idle",
     )
 
@@ -93,7 +95,9 @@ def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayP
         "finished attachment": delta(
             "gateway_uploads_finished_total", protocol="put", route="attachment"
         ),
-        "finished storage": delta("gateway_uploads_finished_total", protocol="put", route="storage"),
+        "finished storage": delta(
+            "gateway_uploads_finished_total", protocol="put", route="storage"
+        ),
         "bytes": delta("gateway_bytes_received_total", protocol="put"),
         "delivered": delta("gateway_deliveries_total", result="delivered"),
         "upload_part calls": delta("gateway_storage_request_seconds_count", op="upload_part"),
