@@ -186,5 +186,5 @@ def test_declared_length_longer_than_the_body_is_not_delivered(gw: GatewayProces
         body[:-40],
         half_close=True,
     )  # fmt: skip
-    assert response is None or response.status_code >= 400
+    assert response is None or response.status >= 400
     assert _files(link) == []
