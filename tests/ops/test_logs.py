@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_json_lines_request_ids_and_redacted_tokens(gateway: GatewayProcess) -> 
     for headers in ({}, {"X-Request-ID": "no spaces allowed\tor tabs"}):
         made = httpx.get(f"{gateway.url}/healthz", headers=headers).headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{16}", made)
-        wait_until(lambda made=made: _access_line(gateway, made), "the generated id's line")
+        wait_until(partial(_access_line, gateway, made), "the generated id's line")
 
     # The signed download link from the ticket comment, and a tampered upload link.
     [comment] = ticket_comments(gateway, TICKET, wait_for=1)
