@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,7 +46,11 @@ T = TypeVar("T")
 
 READ_CHUNK = 1024 * 1024
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-_NO_UPLOAD = frozenset({"NoSuchUpload"})
+# Ceph RGW answers ListParts for an aborted or completed upload with NoSuchKey; for a
+# multipart call on an upload id that can only mean the upload is gone.
+_NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey"})
+
+log = logging.getLogger("gateway.store")
 
 
 class S3Error(StorageError):
@@ -193,6 +198,9 @@ class S3Store:
             self._sse["SSEKMSKeyId"] = sse_kms_key_id
         self._client = client if client is not None else build_client(max_concurrency)
         self._limiter = anyio.CapacityLimiter(max_concurrency)
+        # None until the server has answered a conditional put; False once it refused one.
+        self._conditional_put: bool | None = None
+        self._absent_locks: dict[str, anyio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -237,6 +245,8 @@ class S3Store:
         extra: dict[str, Any] = dict(self._sse)
         if content_type:
             extra["ContentType"] = content_type
+        if if_absent and self._conditional_put is False:
+            return await self._put_if_absent_here(key, data, extra)
         if if_absent:
             extra["IfNoneMatch"] = "*"
         try:
@@ -246,7 +256,47 @@ class S3Store:
         except S3Error as exc:
             if if_absent and exc.status == 412:
                 raise PreconditionFailed(key) from None
+            if if_absent and exc.code == "NotImplemented":
+                self._refuses_conditional_put(exc)
+                del extra["IfNoneMatch"]
+                return await self._put_if_absent_here(key, data, extra)
             raise
+        if if_absent:
+            self._conditional_put = True
+        return _unquote(response.get("ETag", ""))
+
+    def _refuses_conditional_put(self, exc: S3Error) -> None:
+        if self._conditional_put is not False:
+            log.warning(
+                "the S3 server refuses conditional writes (PutObject If-None-Match: %s); "
+                "create-if-absent falls back to HEAD then PUT, which is exclusive only "
+                "within this process: run a single gateway replica on this storage",
+                exc,
+            )
+        self._conditional_put = False
+
+    async def _put_if_absent_here(self, key: str, data: bytes, extra: dict[str, Any]) -> str:
+        """Create-if-absent for servers without If-None-Match (OpenStack Swift's s3api).
+
+        HEAD then PUT under a per-key lock: exclusive among this store's callers
+        (one process), but another process can slip in between the two
+        requests. The warning logged when the server first refused says so.
+        """
+        lock = self._absent_locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                if await self.head(key) is not None:
+                    raise PreconditionFailed(key)
+                response = await self._call(
+                    self._client.put_object,
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=data,
+                    **extra,
+                )
+        finally:
+            if not lock.statistics().tasks_waiting and not lock.locked():
+                self._absent_locks.pop(key, None)
         return _unquote(response.get("ETag", ""))
 
     async def get(self, key: str) -> bytes | None:
@@ -403,7 +453,23 @@ class S3Store:
             if not page.get("IsTruncated") or next_marker <= marker:
                 break
             marker = next_marker
+        if versions and await self._completed(key, upload_id):
+            raise KeyError(upload_id)
         return [_latest(number, versions[number]) for number in sorted(versions)]
+
+    async def _completed(self, key: str, upload_id: str) -> bool:
+        """Whether an upload that still lists its parts was in fact completed.
+
+        OpenStack Swift's s3api keeps answering ListParts (and a repeated
+        Complete) for a completed upload, so that a retried Complete succeeds;
+        S3 answers NoSuchUpload. The upload is done when an object exists at
+        its key and the upload is no longer listed as in progress. For an
+        upload in progress under a fresh key this costs one HEAD that finds
+        nothing.
+        """
+        if await self.head(key) is None:
+            return False
+        return all(m.upload_id != upload_id for m in await self.list_multipart(key))
 
     async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
         ordered = sorted(parts, key=lambda part: part.number)
@@ -421,6 +487,10 @@ class S3Store:
         except S3Error as exc:
             if exc.code in _NO_UPLOAD:
                 raise KeyError(upload_id) from None
+            # Ceph RGW 16 answers Complete on an aborted upload with 500 InternalError
+            # "This multipart completion is already in progress"; ask whether it is gone.
+            if exc.status >= 500 and await self._upload_gone(key, upload_id):
+                raise KeyError(upload_id) from None
             raise
         etag = _unquote(response.get("ETag") or "")
         if etag:
@@ -430,6 +500,15 @@ class S3Store:
         if info is None:
             raise StorageError(f"S3 object {key!r} is missing right after completing its upload")
         return info.etag
+
+    async def _upload_gone(self, key: str, upload_id: str) -> bool:
+        try:
+            await self.list_parts(key, upload_id)
+        except KeyError:
+            return True
+        except StorageError:
+            return False
+        return False
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
