@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.zendesk",
     "tests.support.gateway",
     "tests.support.clamd",
+    "tests.support.compat",
 ]
