@@ -52,6 +52,7 @@ class Code(Enum):
     # Backends
     STORAGE_UNAVAILABLE = _Spec(503, "Storage is unavailable; retry later.")
     TICKETS_UNAVAILABLE = _Spec(503, "The ticket system is unavailable.")
+    TICKETS_REFUSED = _Spec(502, "The ticket system refused the request.")
     INTERNAL = _Spec(500, "Internal error.")
 
     @property

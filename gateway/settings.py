@@ -62,6 +62,7 @@ class Settings:
     s3_sse_kms_key_id: str | None = None
     tickets: str = "local"
     zendesk: ZendeskSettings | None = None
+    zendesk_webhook_secret: str | None = field(default=None, repr=False)
     attachment_max: int = 20 * MiB
     max_upload: int = 5 * 1024**4
     link_ttl: int = 14 * 86400
@@ -234,6 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_sse_kms_key_id=kms_key,
         tickets=tickets,
         zendesk=zendesk,
+        zendesk_webhook_secret=webhook_secret,
         attachment_max=attachment_max,
         max_upload=max_upload,
         link_ttl=_parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),

@@ -19,6 +19,8 @@ from gateway.uploads.engine import UploadEngine
 from gateway.uploads.records import FileRecord, UploadRecord
 
 ABANDONED_MULTIPART_AGE = 86400.0
+# Webhook replay markers matter while a signature's timestamp is fresh (5 minutes).
+REPLAY_MARKER_AGE = 600.0
 
 
 @dataclass
@@ -27,6 +29,7 @@ class SweepReport:
     aborted_multipart: int = 0
     retention_deleted: int = 0
     stale_names: int = 0
+    replay_markers: int = 0
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -35,6 +38,7 @@ class SweepReport:
             f"abandoned multipart uploads aborted: {self.aborted_multipart}",
             f"files past retention deleted: {self.retention_deleted}",
             f"stale name entries removed: {self.stale_names}",
+            f"old webhook replay markers removed: {self.replay_markers}",
             *(f"error: {e}" for e in self.errors),
         ]
 
@@ -91,6 +95,10 @@ async def sweep(
                 continue
         await store.delete(info.key)
         report.stale_names += 1
+    for info in await store.list("webhook-replay/"):
+        if now - info.last_modified > REPLAY_MARKER_AGE:
+            await store.delete(info.key)
+            report.replay_markers += 1
     if retention is not None:
         for info in await store.list("files/"):
             if not info.key.endswith("/meta.json"):

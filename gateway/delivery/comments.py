@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.uploads.records import FileRecord
 from gateway.units import format_size
+from gateway.uploads.records import FileRecord
 
 
 def marker(file_id: str) -> str:

@@ -58,8 +58,7 @@ REPLAY_PREFIX = "webhook-replay/"
 
 
 def webhook_secret(services: Services) -> str | None:
-    zendesk = services.settings.zendesk
-    return zendesk.webhook_secret if zendesk is not None else None
+    return services.settings.zendesk_webhook_secret
 
 
 async def read_bounded(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -163,9 +162,8 @@ async def zendesk_webhook(request: Request) -> Response:
                 headers={"Retry-After": wait},
             ) from None
         raise GatewayError(
-            Code.TICKETS_UNAVAILABLE,
+            Code.TICKETS_REFUSED,
             f"The ticket system refused the upload-link comment: {exc.message}",
-            status=502,
         ) from None
 
     services.metrics.links_minted.labels("webhook").inc()
