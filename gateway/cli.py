@@ -6,6 +6,8 @@ click gives us consistent ``--help``, option parsing and exit codes for free.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import logging
 import sys
 from typing import Any
 
@@ -19,10 +21,26 @@ from gateway.units import format_duration, format_size, parse_duration, parse_si
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         click.echo(f"gateway: configuration error: {exc}", err=True)
         sys.exit(2)
+    # Commands that change things (link, sweep, purge) write audit lines like the server
+    # does, to stderr in the configured format; stdout keeps only their own output.
+    from gateway.logs import configure_logging
+
+    configure_logging(settings)
+    return settings
+
+
+def _operator() -> str:
+    """Who ran the command, for the audit line (a uid where no user name is known)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        import os
+
+        return f"uid {os.getuid()}"
 
 
 class _Size(click.ParamType):  # type: ignore[type-arg]
@@ -106,6 +124,15 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
     except GatewayError as exc:
         click.echo(f"gateway: {exc.message}", err=True)
         sys.exit(2)
+    logging.getLogger("gateway.audit").info(
+        "link_minted",
+        extra={
+            "event": "link_minted",
+            "fields": {"ticket": ticket, "link_id": minted.link.link_id, "via": "cli",
+                       "expires_at": minted.link.expires_at, "max_size": minted.link.max_size,
+                       "by": _operator()},
+        },
+    )  # fmt: skip
     expires_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(minted.link.expires_at))
     click.echo(f"Ticket:   {ticket}")
     click.echo(f"Expires:  {expires_at}")
