@@ -62,7 +62,7 @@ class UploadEngine:
         attachment_max: int,
         on_finished: OnFinished,
         clock: Callable[[], float] = time.time,
-        lease_ttl: float = 30.0,
+        lease_ttl: float = 10.0,
     ) -> None:
         self.store = store
         self.budget = budget
@@ -278,9 +278,10 @@ class UploadEngine:
                 await asyncio.shield(writer.suspend(keep=keep))
             raise
         except BaseException:
-            # A broken connection keeps everything that arrived (resumable).
+            # A broken connection keeps everything that arrived (resumable), unless the
+            # request carried a checksum that can now never be checked.
             with contextlib.suppress(Exception):
-                await asyncio.shield(writer.suspend(keep=True))
+                await asyncio.shield(writer.suspend(keep=verify is None))
             raise
         reached = offset + received
         if final and record.length is None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from gateway.errors import Code, GatewayError
 from gateway.store.base import ObjectStore, PreconditionFailed
 
-DEFAULT_TTL = 30.0
+DEFAULT_TTL = 10.0
 
 
 class Lease:
