@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.http import downloads, health, staff, uploads
+from gateway.http import downloads, health, page, staff, tus, uploads, webhook
 from gateway.http.errors import HANDLERS
 from gateway.logs import RequestId
 from gateway.services import Services, build_services
@@ -56,24 +56,17 @@ class SecurityHeaders:
 
 
 def _routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
-    routes += health.routes
-    routes += staff.routes
-    routes += downloads.routes
-    with contextlib.suppress(ImportError):
-        from gateway.http import tus
-
-        routes += tus.routes
-    with contextlib.suppress(ImportError):
-        from gateway.http import webhook
-
-        routes += webhook.routes
-    with contextlib.suppress(ImportError):
-        from gateway.http import page
-
-        routes += page.routes
-    routes += uploads.routes
-    return routes
+    # Order matters where paths overlap: the tus and page routes under /u/{token}
+    # come before the raw PUT's /u/{token}/{filename:path}.
+    return [
+        *health.routes,
+        *staff.routes,
+        *downloads.routes,
+        *tus.routes,
+        *webhook.routes,
+        *page.routes,
+        *uploads.routes,
+    ]
 
 
 def create_app(
