@@ -4,13 +4,23 @@ One budget per process. An upload asks for a buffer before it reads the next
 part from the socket; when the budget is spent it waits, and while it waits it
 does not read, so TCP backpressure slows the client instead of memory growing.
 Peak buffer memory is the budget, whatever the file sizes or upload count.
+
+Buffers are anonymous memory maps, not bytearrays: the kernel hands out
+zeroed pages without a userspace memset, and a dropped map goes straight
+back to the system instead of staying in the allocator's heap. Released
+buffers are kept for reuse while other uploads are running (allocating and
+faulting in 16 MiB per part was a tenth of the intake's CPU) and dropped once
+nothing is in use, so an idle process returns to its base memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections import deque
 from collections.abc import Callable
+
+Buffer = mmap.mmap
 
 
 class BufferBudget:
@@ -19,12 +29,14 @@ class BufferBudget:
         self.in_use = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._on_change = on_change
+        self._pool: dict[int, list[Buffer]] = {}
+        self.pooled = 0
 
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.in_use)
 
-    async def acquire(self, size: int) -> bytearray:
+    async def acquire(self, size: int) -> Buffer:
         """Wait until ``size`` bytes fit, then return a buffer of that size (in arrival order)."""
         if size > self.limit:
             raise ValueError(f"a buffer of {size} bytes exceeds the budget of {self.limit}")
@@ -44,12 +56,26 @@ class BufferBudget:
                     self._wake()
                 raise
         self._changed()
-        return bytearray(size)
+        return self._take(size)
 
-    def release(self, size: int) -> None:
+    def _take(self, size: int) -> Buffer:
+        spare = self._pool.get(size)
+        if spare:
+            self.pooled -= size
+            return spare.pop()
+        return mmap.mmap(-1, max(size, 1))
+
+    def release(self, size: int, buffer: Buffer | None = None) -> None:
+        """Give back ``size`` bytes; ``buffer`` (no longer used by anyone) may be reused."""
         self.in_use -= size
         if self.in_use < 0:
             raise AssertionError("budget released more than acquired")
+        if self.in_use == 0:
+            self._pool.clear()
+            self.pooled = 0
+        elif buffer is not None and self.in_use + self.pooled + len(buffer) <= self.limit:
+            self._pool.setdefault(len(buffer), []).append(buffer)
+            self.pooled += len(buffer)
         self._wake()
         self._changed()
 

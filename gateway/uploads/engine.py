@@ -23,7 +23,7 @@ from gateway.errors import Code, GatewayError
 from gateway.signing import UploadLink
 from gateway.store.base import ObjectInfo, ObjectStore, Part, StorageError
 from gateway.uploads import records
-from gateway.uploads.budget import BufferBudget
+from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
 from gateway.uploads.partsize import TooLargeForBudget, plan_parts
@@ -381,7 +381,7 @@ class _PartWriter:
         self.committed_bytes = sum(p.size for p in stored.parts)
         self.hasher = OrderedHasher(engine.hashes.take(record.id, stored.offset))
         self.request_hash = checksum() if checksum is not None else None
-        self.buffer: bytearray | None = None
+        self.buffer: Buffer | None = None
         self.view: memoryview | None = None
         self.fill = 0
         self.hashed_to = 0  # bytes of the current buffer already hashed (a carried tail)
@@ -452,7 +452,7 @@ class _PartWriter:
         await self._new_buffer()
 
     async def _ship(
-        self, buffer: bytearray, view: memoryview, fill: int, hashed_to: int, number: int
+        self, buffer: Buffer, view: memoryview, fill: int, hashed_to: int, number: int
     ) -> None:
         upload_id = await self._ensure_multipart()
         hashed = self.hasher.feed(view[hashed_to:fill])
@@ -470,7 +470,13 @@ class _PartWriter:
                 raise
             finally:
                 self.slots.release()
-                self.engine.budget.release(len(buffer))
+                # The buffer goes back (and may be reused) only once nothing reads it.
+                if hashed.done():
+                    self.engine.budget.release(len(buffer), buffer)
+                else:
+                    hashed.add_done_callback(
+                        lambda _: self.engine.budget.release(len(buffer), buffer)
+                    )
 
         task = asyncio.create_task(run())
         self.in_flight.add(task)
@@ -509,7 +515,7 @@ class _PartWriter:
 
     def _release_buffer(self) -> None:
         if self.buffer is not None:
-            self.engine.budget.release(len(self.buffer))
+            self.engine.budget.release(len(self.buffer), self.buffer)
             self.buffer = None
             self.view = None
 
