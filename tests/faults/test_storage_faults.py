@@ -103,11 +103,11 @@ def test_a_stall_on_upload_part_within_the_read_timeout_only_delays(
 def test_a_stall_past_the_read_timeout_is_retried_by_the_store(
     seaweed: SeaweedServer, s3_bucket: str, proxy: FaultProxy, direct: S3Client
 ) -> None:
-    """The store's own retry path for a timed-out part, with a 1 s read timeout.
+    """The store's own retry path for a timed-out part, with a short read timeout.
 
     The gateway's read timeout is 60 s, too long for a test, so this drives
     :class:`S3Store` in-process with a client configured like the gateway's
-    except for that timeout.
+    except for that timeout (2 s).
     """
     import boto3
 
@@ -119,7 +119,7 @@ def test_a_stall_past_the_read_timeout_is_retried_by_the_store(
         region_name=seaweed.region,
         config=Config(
             connect_timeout=2,
-            read_timeout=1,
+            read_timeout=2,
             retries={"mode": "standard", "max_attempts": 5},
             s3={"payload_signing_enabled": False, "addressing_style": "path"},
         ),
@@ -130,7 +130,7 @@ def test_a_stall_past_the_read_timeout_is_retried_by_the_store(
 
     async def go() -> str:
         upload_id = await store.create_multipart("files/stall/data")
-        proxy.inject("stall", stall=2.5, count=1, method="PUT", match=UPLOAD_PART)
+        proxy.inject("stall", stall=6.0, count=1, method="PUT", match=UPLOAD_PART)
         first = await store.upload_part("files/stall/data", upload_id, 1, memoryview(part))
         second = await store.upload_part("files/stall/data", upload_id, 2, memoryview(tail))
         return await store.complete_multipart("files/stall/data", upload_id, [first, second])
@@ -140,7 +140,8 @@ def test_a_stall_past_the_read_timeout_is_retried_by_the_store(
     finally:
         client.close()
     assert proxy.injected["stall"] == 1
-    assert part_requests(proxy) == 3  # part 1 twice (timed out, then again), part 2 once
+    # Part 1 timed out and was sent again (more than once if the machine is slow), part 2 once.
+    assert part_requests(proxy) >= 3
     stored = direct.get_object(Bucket=s3_bucket, Key="files/stall/data")["Body"].read()
     assert stored == part + tail
 

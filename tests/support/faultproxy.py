@@ -307,6 +307,9 @@ class FaultProxy:
             pass
         except asyncio.LimitOverrunError:
             _rst(writer)
+        except asyncio.CancelledError:
+            # Stopping: end quietly (a cancelled connection task makes asyncio log an error).
+            writer.transport.abort()
         finally:
             self._tasks.discard(task)
             with contextlib.suppress(Exception):
