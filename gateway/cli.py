@@ -199,7 +199,12 @@ def sweep() -> None:
     async def go() -> list[str]:
         services = build_services(settings)
         try:
-            report = await run_sweep(services.store, services.engine, retention=settings.retention)
+            report = await run_sweep(
+                services.store,
+                services.engine,
+                retention=settings.retention,
+                on_event=services.event,
+            )
             return report.lines()
         finally:
             await services.close()

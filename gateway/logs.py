@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.settings import Settings
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# The client's address (as uvicorn's proxy-headers handling sees it), for every line of a request.
+client_address: contextvars.ContextVar[str | None] = contextvars.ContextVar("client", default=None)
 
 # Upload and download tokens are credentials: logs keep only their first 8 characters.
 _TOKEN_IN_PATH = re.compile(r"/(u|files)/([A-Za-z0-9_-]{8})[A-Za-z0-9_-]{8,}")
@@ -39,6 +41,8 @@ class RequestId:
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _VALID_REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
         token = request_id.set(rid)
+        client = scope.get("client")
+        client_token = client_address.set(str(client[0]) if client else None)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -49,6 +53,7 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id.reset(token)
+            client_address.reset(client_token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,6 +71,7 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             data["request_id"] = rid
+            data.setdefault("client", client_address.get())
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)

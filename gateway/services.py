@@ -20,7 +20,7 @@ from gateway.tickets.base import TicketSystem
 from gateway.tickets.local import LocalTickets
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
-from gateway.uploads.records import FileRecord
+from gateway.uploads.records import FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
 
@@ -40,6 +40,16 @@ class Services:
     http_client: httpx.AsyncClient | None = None
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def upload_started(self, record: UploadRecord) -> None:
+        """Count and audit a new upload (every edge calls this once per upload)."""
+        self.metrics.uploads_started.labels(record.protocol).inc()
+        self.event(
+            "upload_started",
+            {"upload_id": record.id, "ticket": record.ticket, "link_id": record.link_id,
+             "filename": record.filename, "length": record.length,
+             "protocol": record.protocol},
+        )  # fmt: skip
 
     def event(self, name: str, fields: dict[str, Any]) -> None:
         """One structured audit line per event; never secrets or full tokens."""
@@ -112,9 +122,9 @@ def build_services(
         metrics.uploads_finished.labels(file.protocol, file.route).inc()
         holder["s"].event(
             "upload_finished",
-            {"file_id": file.file_id, "ticket": file.ticket, "filename": file.filename,
-             "size": file.size, "sha256": file.sha256, "route": file.route,
-             "protocol": file.protocol},
+            {"file_id": file.file_id, "ticket": file.ticket, "link_id": file.link_id,
+             "filename": file.filename, "size": file.size, "sha256": file.sha256,
+             "route": file.route, "protocol": file.protocol},
         )  # fmt: skip
 
     engine = UploadEngine(

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.store.base import ObjectStore
@@ -59,7 +60,10 @@ async def sweep(
     retention: float | None,
     clock: Callable[[], float] = time.time,
     multipart_age: float = ABANDONED_MULTIPART_AGE,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> SweepReport:
+    """One pass; ``on_event`` receives an audit event for every upload or file removed."""
+    audit = on_event or (lambda _name, _fields: None)
     report = SweepReport()
     now = clock()
     live_multipart: set[str] = set()
@@ -78,6 +82,10 @@ async def sweep(
             try:
                 await engine.terminate(record)
                 report.expired_uploads += 1
+                audit(
+                    "upload_expired",
+                    {"upload_id": record.id, "ticket": record.ticket, "filename": record.filename},
+                )
             except GatewayError:
                 report.errors.append(f"upload {record.id} is busy; left for the next sweep")
         elif record.multipart_id:
@@ -110,6 +118,10 @@ async def sweep(
             if file.created_at + retention <= now and file.status != "pending":
                 await delete_file(store, file)
                 report.retention_deleted += 1
+                audit(
+                    "retention_deleted",
+                    {"file_id": file.file_id, "ticket": file.ticket, "size": file.size},
+                )
     return report
 
 

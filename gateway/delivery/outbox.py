@@ -337,7 +337,11 @@ class Outbox:
                 # clamd answered without a verdict: never treat the file as clean.
                 file.scan = f"infected:unscannable ({exc})"
             await self.store.put(records.meta_key(file.file_id), file.to_bytes())
-            self.on_event("scanned", {"file_id": file.file_id, "result": file.scan})
+            self.on_event(
+                "scanned",
+                {"file_id": file.file_id, "ticket": file.ticket, "filename": file.filename,
+                 "size": file.size, "result": file.scan},
+            )  # fmt: skip
         if file.scan and file.scan.startswith("infected:"):
             if file.status != "quarantined":
                 file.status = "quarantined"

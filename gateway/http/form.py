@@ -115,11 +115,7 @@ async def stream_form(
             protocol="form",
             content_type=guess_content_type(name, ctype),
         )
-        services.metrics.uploads_started.labels("form").inc()
-        services.event(
-            "upload_started",
-            {"upload_id": record.id, "ticket": link.ticket, "filename": name, "protocol": "form"},
-        )
+        services.upload_started(record)
         queue = asyncio.Queue(QUEUE_DEPTH)
         task = asyncio.create_task(services.engine.write(record, 0, feed(), final=True))
         task.record = record  # type: ignore[attr-defined]

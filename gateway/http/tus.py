@@ -296,12 +296,7 @@ async def create(request: Request, services: Services) -> Response:
         content_type=file_type,
         metadata=metadata,
     )
-    services.metrics.uploads_started.labels("tus").inc()
-    services.event(
-        "upload_started",
-        {"upload_id": record.id, "ticket": link.ticket, "filename": filename,
-         "length": length, "protocol": "tus"},
-    )  # fmt: skip
+    services.upload_started(record)
     headers = {"Location": _upload_url(services, request, record.id), **_expires(record)}
     if with_body or length == 0:
         try:

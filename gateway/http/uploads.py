@@ -173,12 +173,7 @@ async def _start(
     await services.store.put(
         records.name_key(link.link_id, filename), records.dumps({"upload_id": record.id})
     )
-    services.metrics.uploads_started.labels("put").inc()
-    services.event(
-        "upload_started",
-        {"upload_id": record.id, "ticket": link.ticket, "filename": filename,
-         "length": length, "protocol": "put"},
-    )  # fmt: skip
+    services.upload_started(record)
     return record
 
 

@@ -53,6 +53,11 @@ class _Stored:
     completed: ObjectInfo | None = None  # the data object exists: finished, maybe unrecorded
 
 
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
 class UploadEngine:
     def __init__(
         self,
@@ -182,6 +187,10 @@ class UploadEngine:
         stored = await self._stored(record)
         if stored.completed is not None:
             await self._recover(record, stored.completed)
+        elif record.length is not None and stored.offset == record.length:
+            # Every byte is stored but the upload was never assembled (its last step failed):
+            # finish it now, since no client request can carry the zero bytes left to send.
+            await self.write(record, stored.offset, _nothing())
         return stored.offset
 
     async def _recover(self, record: UploadRecord, done: ObjectInfo) -> FileRecord:
@@ -531,7 +540,7 @@ class _PartWriter:
             if not keep:
                 with contextlib.suppress(GatewayError):
                     await self._settle()
-                return await self.engine.offset(self.record)
+                return (await self.engine._stored(self.record)).offset
             settled = True
             try:
                 await self._settle()
