@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gateway import GatewayProcess
 
 T = TypeVar("T")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 MiB = 1024 * 1024
 
 
@@ -103,3 +105,32 @@ def log_records(proc: GatewayProcess) -> list[dict[str, Any]]:
             continue
         records.append(json.loads(line))
     return records
+
+
+def scrape(proc: GatewayProcess) -> Samples:
+    """GET /metrics, parsed: {(sample name, labels): value}."""
+    response = httpx.get(f"{proc.url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"{name}{labels} not exported"
+    return samples[key]
+
+
+def idle(proc: GatewayProcess) -> Samples | None:
+    """The scrape, if nothing is being received, buffered or waiting for delivery."""
+    samples = scrape(proc)
+    busy = (
+        value(samples, "gateway_uploads_in_flight")
+        or value(samples, "gateway_buffer_bytes_in_use")
+        or value(samples, "gateway_deliveries_pending")
+    )
+    return None if busy else samples

@@ -14,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.support import MiB, put, random_bytes, wait_until
+from tests.ops.support import MiB, idle, put, random_bytes, scrape, value, wait_until
 from tests.support.gateway import GatewayProcess, gateway_env, start_gateway, ticket_comments
 from tests.support.seaweed import SeaweedServer
 
@@ -24,8 +23,6 @@ BUDGET = 96 * MiB
 SMALL = 300 * 1024
 LARGE = 40 * MiB  # more than one 16 MiB part: a multipart upload
 TICKET = "9001"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -41,23 +38,6 @@ def gateway(tmp_path: Path, seaweed: SeaweedServer, s3_bucket: str) -> Iterator[
     proc = start_gateway(tmp_path / "gw", env)
     yield proc
     proc.kill()
-
-
-def scrape(proc: GatewayProcess) -> Samples:
-    response = httpx.get(f"{proc.url}/metrics", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    assert key in samples, f"{name}{labels} not exported"
-    return samples[key]
 
 
 def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayProcess) -> None:
@@ -76,19 +56,11 @@ def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayP
         lambda: value(scrape(gateway), "gateway_deliveries_total", result="delivered") >= 2,
         "both deliveries to be counted",
     )
-    idle = wait_until(
-        lambda: (
-            (s := scrape(gateway))
-            and value(s, "gateway_buffer_bytes_in_use") == 0
-            and value(s, "gateway_deliveries_pending") == 0
-            and s
-        ),
-        "the gateway to be idle",
-    )
+    quiet = wait_until(lambda: idle(gateway), "the gateway to be idle")
 
     def delta(name: str, **labels: str) -> float:
         base = before.get((name, frozenset(labels.items())), 0.0)
-        return value(idle, name, **labels) - base
+        return value(quiet, name, **labels) - base
 
     report: dict[str, Any] = {
         "started put": delta("gateway_uploads_started_total", protocol="put"),
@@ -109,8 +81,8 @@ def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayP
     assert report["bytes"] == SMALL + LARGE
     assert report["delivered"] == 2
     assert report["upload_part calls"] >= 1
-    assert value(idle, "gateway_uploads_in_flight") == 0
-    assert value(idle, "gateway_buffer_bytes_limit") == BUDGET
+    assert value(quiet, "gateway_uploads_in_flight") == 0
+    assert value(quiet, "gateway_buffer_bytes_limit") == BUDGET
     assert delta("gateway_uploads_started_total", protocol="tus") == 0
 
     # A download through the signed link in the ticket comment.
@@ -120,8 +92,8 @@ def test_key_series_move_with_uploads_deliveries_and_downloads(gateway: GatewayP
     download = httpx.get(urls[0], timeout=60)
     assert download.status_code == 200 and len(download.content) == LARGE
     after = scrape(gateway)
-    assert value(after, "gateway_downloads_total") - value(idle, "gateway_downloads_total") == 1
+    assert value(after, "gateway_downloads_total") - value(quiet, "gateway_downloads_total") == 1
     sent = value(after, "gateway_download_bytes_total") - value(
-        idle, "gateway_download_bytes_total"
+        quiet, "gateway_download_bytes_total"
     )
     assert sent == LARGE
