@@ -435,6 +435,7 @@
     }
     if (st === 404 || st === 410) {
       if (onUpload) { err = new Error('gone'); err.gone = true; throw err; }
+      if (st === 410) throw Fatal('this upload link has expired. Ask the support team for a new one.');
       throw Fatal('this upload link is not valid any more. Ask the support team for a new one.');
     }
     if (st === 403) throw Fatal('this upload link has expired. Ask the support team for a new one.');

@@ -74,9 +74,15 @@ def wait_sent(page: Page, name: str, at_least: int) -> None:
     )
 
 
-def expect_delivered(page: Page, path: Path, text: str) -> None:
+def expect_delivered(page: Page, path: Path, text: str, proc: GatewayProcess | None = None) -> None:
     r = row(page, path.name)
-    expect(r).to_have_attribute("data-status", "delivered", timeout=LONG)
+    try:
+        expect(r).to_have_attribute("data-status", "delivered", timeout=LONG)
+    except AssertionError as exc:
+        screenshot(page, f"failure-{path.name}")
+        state = r.locator(".state").text_content()
+        log = "" if proc is None else proc.log_tail(40)
+        raise AssertionError(f"{path.name}: {state!r}\n{log}") from exc
     expect(r.locator(".state")).to_have_text(text)
     expect(r.locator("progress")).to_have_attribute("value", "100")
     expect(r).to_have_attribute("data-verified", "true")
@@ -225,5 +231,5 @@ def test_gateway_restart_mid_upload_resumes_by_itself(
     gateway_s3.start()
     assert tus_offset(page, path.name) > 0  # what was stored survived the crash
     unthrottle(cdp)
-    expect_delivered(page, path, "Stored, link posted on the ticket")
+    expect_delivered(page, path, "Stored, link posted on the ticket", gateway_s3)
     assert_one_comment_line_per_file(gateway_s3, "900", [path])
