@@ -455,17 +455,28 @@ class _PartWriter:
 
     async def _ship_full(self) -> None:
         assert self.buffer is not None and self.view is not None
-        await self._ship(self.buffer, self.view, self.fill, self.hashed_to, self.number)
+        # The buffer passes to _ship (and its part task) before any wait, so a cancellation
+        # from here on can never save or release it a second time.
+        buffer, view, fill, hashed_to = self.buffer, self.view, self.fill, self.hashed_to
+        self.buffer = self.view = None
+        self.fill = self.hashed_to = 0
+        await self._ship(buffer, view, fill, hashed_to, self.number)
         self.number += 1
-        self.part_start += self.fill
+        self.part_start += fill
         await self._new_buffer()
 
     async def _ship(
         self, buffer: Buffer, view: memoryview, fill: int, hashed_to: int, number: int
     ) -> None:
-        upload_id = await self._ensure_multipart()
-        hashed = self.hasher.feed(view[hashed_to:fill])
-        await self.slots.acquire()
+        """Upload ``buffer`` as part ``number`` in the background; the buffer is ours now."""
+        try:
+            upload_id = await self._ensure_multipart()
+            hashed = self.hasher.feed(view[hashed_to:fill])
+            await self.slots.acquire()
+        except BaseException:
+            self.hash_ok = False
+            self.engine.budget.release(len(buffer), None)
+            raise
 
         async def run() -> None:
             try:
