@@ -22,6 +22,7 @@ from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import create_app
 from gateway.logs import configure_logging, uvicorn_log_config
@@ -98,6 +99,50 @@ class GatewayServer(uvicorn.Server):
         self.force_exit = True
 
 
+class _HeaderDeadline(HttpToolsProtocol):
+    """httptools protocol with a deadline for request headers.
+
+    uvicorn times out idle keep-alive connections, but not a client that
+    opens a connection and trickles (or never finishes) its request headers:
+    such a client could pin connections forever. Each request's headers must
+    now be complete within ``header_timeout`` seconds of its first byte (or
+    of the connection opening).
+    """
+
+    header_timeout = 30.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+
 def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> None:
     configure_logging(settings)
     app = create_app(settings)
@@ -106,7 +151,8 @@ def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> No
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=type("HttpProtocol", (_HeaderDeadline,), {"header_timeout": settings.idle_timeout}),
+        server_header=False,
         lifespan="on",
         proxy_headers=True,
         timeout_keep_alive=30,

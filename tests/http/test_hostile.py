@@ -479,3 +479,23 @@ def test_no_directory_listing(gw: GatewayProcess, path: str) -> None:
     text = response.text.lower()
     for leak in ("index of", "secret.key", "objects/", "multipart", "outbox", "<li><a href"):
         assert leak not in text, (path, leak)
+
+
+def test_slow_headers_do_not_pin_a_connection(gw: GatewayProcess) -> None:
+    """A client that never finishes its request headers is cut off (here after 2 s)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as sock:
+        sock.sendall(b"PUT /u/x/y HTTP/1.1\r\nHost: a\r\n")  # never finishes the head
+        try:
+            data = sock.recv(1024)  # returns when the gateway closes the connection
+        except ConnectionResetError:
+            data = b""
+        except TimeoutError:
+            raise AssertionError("the connection was still open after 30 s") from None
+        assert data == b"" or data.startswith(b"HTTP/1.1 4")
+
+
+def test_no_server_banner(gw: GatewayProcess) -> None:
+    response = httpx.get(f"{gw.url}/healthz")
+    assert "server" not in response.headers
