@@ -147,6 +147,16 @@ def error_page(*, expired: bool, asset_url: AssetUrl) -> str:
     return _document(heading, body, asset_url)
 
 
+def problem_page(*, message: str, asset_url: AssetUrl) -> str:
+    """A friendly page for a failed no-JavaScript form post."""
+    heading = "The upload did not go through"
+    text = f"{message} Go back and try again; files already received are safe."
+    body = f"""<main class="card narrow" role="main">
+{_brand(heading, escape(text), asset_url)}
+</main>"""
+    return _document(heading, body, asset_url)
+
+
 def _status_text(receipt: dict[str, Any]) -> str:
     status = receipt.get("status")
     if status == "delivered":

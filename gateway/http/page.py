@@ -19,7 +19,7 @@ from starlette.routing import Route
 from gateway.errors import Code, GatewayError
 from gateway.http import assets
 from gateway.http.context import services_of
-from gateway.http.html import error_page, result_page, upload_page
+from gateway.http.html import error_page, problem_page, result_page, upload_page
 from gateway.signing import UploadLink
 
 PAGE_CSP = (
@@ -72,6 +72,16 @@ async def upload_page_route(request: Request) -> Response:
         asset_url=assets.url_for,
     )
     return _html(body)
+
+
+def form_error(exc: GatewayError) -> Response:
+    """What a browser sees when the no-JavaScript form post fails."""
+    if exc.code in (Code.LINK_EXPIRED, Code.LINK_INVALID):
+        return _link_error(exc)
+    page = problem_page(message=exc.message, asset_url=assets.url_for)
+    response = _html(page, status=exc.status)
+    response.headers.update(exc.headers)
+    return response
 
 
 def form_result(request: Request, link: UploadLink, receipts: list[dict[str, Any]]) -> Response:

@@ -21,6 +21,7 @@ from gateway.http import headers
 from gateway.http.body import body_chunks
 from gateway.http.context import services_of
 from gateway.http.form import stream_form
+from gateway.http.page import form_error, form_result
 from gateway.services import Services
 from gateway.signing import UploadLink
 from gateway.uploads import records
@@ -194,7 +195,22 @@ async def head_file(request: Request) -> Response:
     )
 
 
+def _prefers_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "json" not in accept
+
+
 async def post_form(request: Request) -> Response:
+    """The form POST; a browser posting the no-JavaScript form gets HTML, errors included."""
+    try:
+        return await _post_form(request)
+    except GatewayError as exc:
+        if not _prefers_html(request):
+            raise
+        return form_error(exc)
+
+
+async def _post_form(request: Request) -> Response:
     services = services_of(request)
     link = check_link(request)
     content_type = request.headers.get("content-type", "")
@@ -208,11 +224,7 @@ async def post_form(request: Request) -> Response:
             receipts.append(file.receipt())
     if not receipts:
         raise GatewayError(Code.BAD_REQUEST, "The form carried no file.")
-    if "text/html" in request.headers.get("accept", "") and "json" not in request.headers.get(
-        "accept", ""
-    ):
-        from gateway.http.page import form_result
-
+    if _prefers_html(request):
         return form_result(request, link, receipts)
     return JSONResponse({"files": receipts}, status_code=201)
 

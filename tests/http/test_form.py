@@ -188,3 +188,27 @@ def test_declared_length_longer_than_the_body_is_not_delivered(gw: GatewayProces
     )  # fmt: skip
     assert response is None or response.status >= 400
     assert _files(link) == []
+
+
+def test_a_browser_form_post_that_fails_gets_an_html_page(gw: GatewayProcess) -> None:
+    """The no-JavaScript form must not show a browser raw JSON: errors come back as HTML."""
+    link = gw.link(_ticket(), max_size=1000)
+    body = _multipart("b0undary", [("file", "big.bin", os.urandom(5000))])
+    response = httpx.post(
+        link,
+        content=body,
+        headers={
+            "Content-Type": "multipart/form-data; boundary=b0undary",
+            "Accept": "text/html,application/xhtml+xml",
+        },
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    assert "did not go through" in response.text
+    expired = httpx.post(
+        gw.link(_ticket(), expires_in=1).replace("/u/", "/u/x"),
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary", "Accept": "text/html"},
+    )
+    assert expired.status_code == 404
+    assert expired.headers["content-type"].startswith("text/html")
