@@ -18,8 +18,10 @@ from gateway.store import open_store
 from gateway.store.base import ObjectStore
 from gateway.tickets.base import TicketSystem
 from gateway.tickets.local import LocalTickets
+from gateway.units import format_size
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
+from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
 from gateway.uploads.records import FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
@@ -85,6 +87,16 @@ def build_services(
     batch_window: float = 1.0,
 ) -> Services:
     metrics = metrics or Metrics()
+    largest = max_part_for_budget(settings.buffer_memory) * MAX_PARTS
+    if settings.max_upload > largest:
+        logging.getLogger("gateway").info(
+            "GATEWAY_MAX_UPLOAD is %s but GATEWAY_BUFFER_MEMORY=%s holds parts for files up to "
+            "%s (10,000 parts of at most half the budget); larger files are refused with 413 "
+            "until the budget grows",
+            format_size(settings.max_upload),
+            format_size(settings.buffer_memory),
+            format_size(largest),
+        )
     store = InstrumentedStore(store or open_store(settings), metrics)
     client = None
     if tickets is None:
