@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in
+# the main thread while it is open, which breaks every later test that calls
+# asyncio.run(). Each browser module starts and stops its own.
+@pytest.fixture(scope="module")
 def playwright_session() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (Debian package 'chromium')"
@@ -40,7 +43,7 @@ def playwright_session() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     browser = playwright_session.chromium.launch(
         executable_path=str(CHROMIUM), args=ARGS, headless=True
