@@ -50,6 +50,16 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--gateway-env: expected NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -77,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--buffer-memory", default="256MiB", help="GATEWAY_BUFFER_MEMORY")
     p.add_argument("--results", type=Path, default=RESULTS, help="where latest.md and the PNG go")
+    p.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every gateway process (repeatable), for experiments",
+    )
     p.add_argument("--workdir", type=Path, help="parent of the temp dir (test files, data)")
     return p
 
@@ -114,6 +131,7 @@ def options_from(args: argparse.Namespace) -> Options:
         buffer_memory=_size(args.buffer_memory),
         results=args.results,
         quick=args.quick,
+        gateway_env=_env_pairs(args.gateway_env),
     )
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Options:
     buffer_memory: int
     results: Path
     quick: bool
+    gateway_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Harness:
         }
         if bucket is not None:
             env_extra.update(GATEWAY_STORAGE="s3", GATEWAY_S3_BUCKET=bucket, **self.seaweed.env())
+        env_extra.update(self.options.gateway_env)
         env_extra.update(extra)
         process = start_gateway(home, gateway_env(home, **env_extra))
         self.cleanup.push(process.kill)
