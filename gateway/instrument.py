@@ -7,12 +7,16 @@ know that calls are measured.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from gateway.metrics import Metrics
-from gateway.store.base import MultipartInfo, ObjectInfo, ObjectStore, Part
+from gateway.store.base import MultipartInfo, ObjectInfo, ObjectStore, Part, PreconditionFailed
 from gateway.tickets.base import NewComment, TicketError, TicketSystem
+
+# Outcomes that are answers, not failures of the store.
+_NOT_ERRORS = (KeyError, PreconditionFailed)
 
 
 class InstrumentedStore:
@@ -22,121 +26,71 @@ class InstrumentedStore:
         self._seconds = metrics.storage_request_seconds
         self._errors = metrics.storage_errors
 
-    def _done(self, op: str, started: float, failed: bool) -> None:
-        self._seconds.labels(op).observe(time.perf_counter() - started)
-        if failed:
+    @contextlib.contextmanager
+    def _measure(self, op: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except _NOT_ERRORS:
+            raise
+        except BaseException:
             self._errors.labels(op).inc()
+            raise
+        finally:
+            self._seconds.labels(op).observe(time.perf_counter() - started)
 
     async def put(
         self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
     ) -> str:
-        started, failed = time.perf_counter(), True
-        try:
-            etag = await self.inner.put(key, data, if_absent=if_absent, content_type=content_type)
-            failed = False
-            return etag
-        finally:
-            self._done("put", started, failed)
+        with self._measure("put"):
+            return await self.inner.put(key, data, if_absent=if_absent, content_type=content_type)
 
     async def get(self, key: str) -> bytes | None:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.get(key)
-            failed = False
-            return value
-        finally:
-            self._done("get", started, failed)
+        with self._measure("get"):
+            return await self.inner.get(key)
 
     async def head(self, key: str) -> ObjectInfo | None:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.head(key)
-            failed = False
-            return value
-        finally:
-            self._done("head", started, failed)
+        with self._measure("head"):
+            return await self.inner.head(key)
 
     async def delete(self, key: str) -> None:
-        started, failed = time.perf_counter(), True
-        try:
+        with self._measure("delete"):
             await self.inner.delete(key)
-            failed = False
-        finally:
-            self._done("delete", started, failed)
 
     async def list(self, prefix: str) -> builtins.list[ObjectInfo]:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.list(prefix)
-            failed = False
-            return value
-        finally:
-            self._done("list", started, failed)
+        with self._measure("list"):
+            return await self.inner.list(prefix)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        started, failed = time.perf_counter(), True
-        try:
+        with self._measure("read"):
             async for chunk in self.inner.read(key, start, end):
                 yield chunk
-            failed = False
-        finally:
-            self._done("read", started, failed)
 
     async def create_multipart(self, key: str, content_type: str | None = None) -> str:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.create_multipart(key, content_type)
-            failed = False
-            return value
-        finally:
-            self._done("create_multipart", started, failed)
+        with self._measure("create_multipart"):
+            return await self.inner.create_multipart(key, content_type)
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: memoryview) -> Part:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.upload_part(key, upload_id, number, data)
-            failed = False
-            return value
-        finally:
-            self._done("upload_part", started, failed)
+        with self._measure("upload_part"):
+            return await self.inner.upload_part(key, upload_id, number, data)
 
     async def list_parts(self, key: str, upload_id: str) -> builtins.list[Part]:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.list_parts(key, upload_id)
-            failed = False
-            return value
-        except KeyError:
-            failed = False
-            raise
-        finally:
-            self._done("list_parts", started, failed)
+        with self._measure("list_parts"):
+            return await self.inner.list_parts(key, upload_id)
 
-    async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.complete_multipart(key, upload_id, parts)
-            failed = False
-            return value
-        finally:
-            self._done("complete_multipart", started, failed)
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: builtins.list[Part]
+    ) -> str:
+        with self._measure("complete_multipart"):
+            return await self.inner.complete_multipart(key, upload_id, parts)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        started, failed = time.perf_counter(), True
-        try:
+        with self._measure("abort_multipart"):
             await self.inner.abort_multipart(key, upload_id)
-            failed = False
-        finally:
-            self._done("abort_multipart", started, failed)
 
     async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]:
-        started, failed = time.perf_counter(), True
-        try:
-            value = await self.inner.list_multipart(prefix)
-            failed = False
-            return value
-        finally:
-            self._done("list_multipart", started, failed)
+        with self._measure("list_multipart"):
+            return await self.inner.list_multipart(prefix)
 
     async def ping(self) -> None:
         await self.inner.ping()
@@ -153,32 +107,26 @@ class InstrumentedTickets:
         self._seconds = metrics.ticket_request_seconds
         self._errors = metrics.ticket_errors
 
-    def _failed(self, op: str, exc: TicketError) -> None:
-        self._errors.labels(op, str(exc.status) if exc.status else "error").inc()
+    @contextlib.contextmanager
+    def _measure(self, op: str) -> Iterator[None]:
+        with self._seconds.labels(op).time():
+            try:
+                yield
+            except TicketError as exc:
+                self._errors.labels(op, str(exc.status) if exc.status else "error").inc()
+                raise
 
     async def post_comment(self, ticket: str, comment: NewComment) -> None:
-        with self._seconds.labels("post_comment").time():
-            try:
-                await self.inner.post_comment(ticket, comment)
-            except TicketError as exc:
-                self._failed("post_comment", exc)
-                raise
+        with self._measure("post_comment"):
+            await self.inner.post_comment(ticket, comment)
 
     async def find_markers(self, ticket: str, markers: Sequence[str]) -> set[str]:
-        with self._seconds.labels("find_markers").time():
-            try:
-                return await self.inner.find_markers(ticket, markers)
-            except TicketError as exc:
-                self._failed("find_markers", exc)
-                raise
+        with self._measure("find_markers"):
+            return await self.inner.find_markers(ticket, markers)
 
     async def ping(self) -> None:
-        with self._seconds.labels("ping").time():
-            try:
-                await self.inner.ping()
-            except TicketError as exc:
-                self._failed("ping", exc)
-                raise
+        with self._measure("ping"):
+            await self.inner.ping()
 
     async def close(self) -> None:
         await self.inner.close()

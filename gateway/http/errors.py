@@ -47,14 +47,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def storage_unavailable(request: Request, exc: Exception) -> GatewayError:
+    """A storage failure (after the store's own retries) as the retryable error clients get."""
+    log.warning("storage failed on %s %s: %s", request.method, request.url.path, exc)
+    return GatewayError(Code.STORAGE_UNAVAILABLE, headers={"Retry-After": "5"})
+
+
 async def storage_error(request: Request, exc: Exception) -> Response:
     """Storage failed after the store's own retries: a retryable 503, not a 500.
 
     Whatever was stored before the failure stays, so the client can retry or
     resume; the cause goes to the log, not to the client.
     """
-    log.warning("storage failed on %s %s: %s", request.method, request.url.path, exc)
-    response = error_response(GatewayError(Code.STORAGE_UNAVAILABLE, headers={"Retry-After": "5"}))
+    response = error_response(storage_unavailable(request, exc))
     hook = request.scope.get("gateway.error_headers")
     if callable(hook):
         response.headers.update(hook())

@@ -28,11 +28,12 @@ from gateway.filenames import clean_filename, guess_content_type
 from gateway.http import tus_headers
 from gateway.http.body import body_chunks
 from gateway.http.context import services_of
-from gateway.http.errors import error_response
+from gateway.http.errors import error_response, storage_unavailable
 from gateway.http.tus_headers import TUS_VERSION, UnknownAlgorithm
-from gateway.http.uploads import check_link, link_slot
+from gateway.http.uploads import check_link, failures_counted, link_slot
 from gateway.services import Services
 from gateway.signing import UploadLink
+from gateway.store.base import StorageError
 from gateway.uploads import records
 from gateway.uploads.engine import Progress
 from gateway.uploads.records import FileRecord, UploadRecord
@@ -225,7 +226,7 @@ async def _write(
     checksum, verify = _checksum(request)
     expect = _expect(request)
     with link_slot(services, link):
-        try:
+        with failures_counted(services, "tus"):
             return await services.engine.write(
                 record,
                 offset,
@@ -234,12 +235,6 @@ async def _write(
                 checksum=checksum,
                 verify=verify,
             )
-        except ClientDisconnect:
-            services.metrics.uploads_failed.labels("tus", "disconnect").inc()
-            raise
-        except GatewayError as exc:
-            services.metrics.uploads_failed.labels("tus", exc.code.slug).inc()
-            raise
 
 
 def _progress_headers(record: UploadRecord, progress: Progress) -> dict[str, str]:
@@ -415,6 +410,8 @@ def _endpoint(table: dict[str, Handler]) -> Callable[[Request], Awaitable[Respon
             return _tus_error(exc)
         except ClientDisconnect:
             raise
+        except StorageError as exc:
+            return _tus_error(storage_unavailable(request, exc))
         except Exception:
             log.exception("unhandled error on tus %s %s", method, request.url.path)
             return _tus_error(GatewayError(Code.INTERNAL))

@@ -59,6 +59,19 @@ def link_slot(services: Services, link: UploadLink) -> Iterator[None]:
             del active[link.link_id]
 
 
+@contextlib.contextmanager
+def failures_counted(services: Services, protocol: str) -> Iterator[None]:
+    """Count an upload request that ends in an error, by protocol and error code."""
+    try:
+        yield
+    except ClientDisconnect:
+        services.metrics.uploads_failed.labels(protocol, "disconnect").inc()
+        raise
+    except GatewayError as exc:
+        services.metrics.uploads_failed.labels(protocol, exc.code.slug).inc()
+        raise
+
+
 def _filename(request: Request) -> str:
     raw = request.path_params["filename"]
     if len(raw.encode("utf-8", "surrogatepass")) > 1024:
@@ -141,7 +154,7 @@ async def put_file(request: Request) -> Response:
                     await engine.terminate(old)
             record = await _start(services, link, filename, length, content_type)
             expect, start = length, 0
-        try:
+        with failures_counted(services, "put"):
             progress = await engine.write(
                 record,
                 start,
@@ -149,12 +162,6 @@ async def put_file(request: Request) -> Response:
                 final=range_header is None,
                 expect=expect,
             )
-        except ClientDisconnect:
-            services.metrics.uploads_failed.labels("put", "disconnect").inc()
-            raise
-        except GatewayError as exc:
-            services.metrics.uploads_failed.labels("put", exc.code.slug).inc()
-            raise
     if progress.file is None:
         return JSONResponse(
             {"upload_offset": progress.offset, "upload_length": record.length, "complete": False},
