@@ -14,10 +14,13 @@ every byte it stored and resumes on any replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import ctypes
 import logging
 import signal
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -29,6 +32,8 @@ from gateway.logs import configure_logging, uvicorn_log_config
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.server")
+
+M_ARENA_MAX = -8  # mallopt parameter number (malloc.h)
 
 
 # After the grace period, cut-off requests get this long to save what they
@@ -143,7 +148,25 @@ class _HeaderDeadline(HttpToolsProtocol):
             self.transport.close()
 
 
+def _tame_the_allocator() -> None:
+    """Cap glibc's malloc arenas at two.
+
+    glibc gives busy threads arenas of their own (up to 8 per core) and keeps
+    what they free for reuse; with boto3's worker threads each holding freed
+    response and body buffers, that grew RSS by a few MiB per concurrent
+    upload. Two arenas keep RSS near the buffer budget plus a fixed base.
+    An explicit MALLOC_ARENA_MAX in the environment wins over this.
+    """
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+
+
 def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> None:
+    if not settings.malloc_arena_max_set:
+        _tame_the_allocator()
     configure_logging(settings)
     app = create_app(settings)
     config = uvicorn.Config(

@@ -77,6 +77,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     embedded: bool = True
+    malloc_arena_max_set: bool = False  # MALLOC_ARENA_MAX given: leave glibc's arenas alone
 
     @property
     def secret_required(self) -> bool:
@@ -252,6 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
         ),
         embedded=embedded,
+        malloc_arena_max_set="MALLOC_ARENA_MAX" in env,
     )
     if settings.clamd and not (
         settings.clamd.startswith("tcp://") or settings.clamd.startswith("/")

@@ -31,7 +31,17 @@ from gateway.uploads.records import FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
 
-PARTS_IN_FLIGHT = 4
+MAX_PARTS_IN_FLIGHT = 8
+
+
+def parts_in_flight(budget: int, part_size: int) -> int:
+    """How many parts of one upload may be uploading at once.
+
+    Enough to keep the store busy while the next part fills (a part upload
+    takes longer than receiving one), bounded so one upload cannot take the
+    whole budget, and at least 2.
+    """
+    return max(2, min(MAX_PARTS_IN_FLIGHT, budget // max(part_size, 1) // 2))
 COMMIT_EVERY = 64 * 1024 * 1024
 
 OnFinished = Callable[[FileRecord], Awaitable[None]]
@@ -395,7 +405,9 @@ class _PartWriter:
         self.fill = 0
         self.hashed_to = 0  # bytes of the current buffer already hashed (a carried tail)
         self.in_flight: set[asyncio.Task[None]] = set()
-        self.slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
+        self.slots = asyncio.Semaphore(
+            parts_in_flight(engine.budget.limit, record.plan.size_of(self.first))
+        )
         self.failure: BaseException | None = None
         self.key = records.data_key(record.id)
         self.part_start = sum(p.size for p in stored.parts)  # offset of the buffer's first byte
