@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.s3endpoint import S3Endpoint
+
 if TYPE_CHECKING:
-    from mypy_boto3_s3.client import S3Client
+    pass
 
 __all__ = ["SERVERS", "CompatServer", "Flavor", "rgw_s3", "start_compat", "swift_s3"]
 
@@ -87,7 +88,7 @@ def _script_env() -> dict[str, str]:
 
 
 @dataclass
-class CompatServer:
+class CompatServer(S3Endpoint):
     """A running Swift or RGW, as its start script reported it."""
 
     flavor: Flavor
@@ -101,40 +102,6 @@ class CompatServer:
     @property
     def name(self) -> str:
         return self.flavor.name
-
-    def env(self) -> dict[str, str]:
-        """The AWS_* variables a gateway subprocess needs, isolated from the machine."""
-        return {
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-
-    def client(self, max_concurrency: int = 16) -> S3Client:
-        """A boto3 client configured exactly as the gateway's own."""
-        from gateway.store.s3 import build_client
-
-        return build_client(
-            max_concurrency,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-        )
-
-    def make_bucket(self, name: str | None = None) -> str:
-        name = name or f"t-{uuid.uuid4().hex[:20]}"
-        client = self.client()
-        try:
-            client.create_bucket(Bucket=name)
-        finally:
-            client.close()
-        return name
 
     def log_tail(self, lines: int = 40) -> str:
         tails = []
