@@ -26,6 +26,7 @@
     parallel: Number(app.dataset.parallel) || 3
   };
   var MAX_ATTEMPTS = 12;
+  var MAX_BAD_CHECKSUMS = 5; // 460s in a row for the same offset before giving up
   var STALL_MS = 30000;
   var STORE_PREFIX = 'upload-gateway:tus:';
 
@@ -256,6 +257,7 @@
     this.digest = null;
     this.attempt = 0;
     this.badChecksums = 0;
+    this.badChecksumAt = -1;
     this.samples = [];
     this.milestone = 0;
     this.current = null;
@@ -387,7 +389,7 @@
   Upload.prototype.retry = function () {
     if (this.state !== 'failed') return;
     if (this.restartOnRetry) this.forget();
-    this.attempt = 0; this.badChecksums = 0;
+    this.attempt = 0; this.badChecksums = 0; this.badChecksumAt = -1;
     this.setState('queued');
     this.stats.textContent = 'Waiting…';
     schedule();
@@ -491,6 +493,12 @@
     });
   };
 
+  /*
+   * One PATCH from the offset the gateway last reported. The chunk is read from the file
+   * afresh every time and its checksum is taken from exactly the bytes sent, so a retry
+   * (after a 460, a lost connection or a gateway restart) never repeats an old chunk or
+   * an old checksum, whatever offset the gateway reports (chunk-aligned or not).
+   */
   Upload.prototype.sendChunk = function (gen) {
     var self = this, start = this.offset, end = Math.min(start + cfg.chunk, this.size), buffer;
     return this.hashUpTo(start).then(function () {
@@ -512,11 +520,17 @@
       });
       return self.current;
     }).then(function (xhr) {
-      self.check(xhr, [200, 204], true);
+      buffer = null;
+      try {
+        self.check(xhr, [200, 204], true);
+      } catch (err) {
+        err.offset = start;
+        throw err;
+      }
       var off = Number(xhr.getResponseHeader('Upload-Offset'));
       self.offset = off >= 0 ? off : end;
       self.fileId = xhr.getResponseHeader('X-Gateway-File-Id') || self.fileId;
-      self.attempt = 0; self.badChecksums = 0;
+      self.attempt = 0; self.badChecksums = 0; self.badChecksumAt = -1;
       self.progress(self.offset);
     });
   };
@@ -562,12 +576,16 @@
           });
         }
         if (err.checksum) {
-          if (++self.badChecksums > 3) {
+          // The gateway discarded that PATCH. Ask it where the upload stands (HEAD) and send
+          // the chunk at that offset again, read anew from the file. Only the same offset
+          // failing again and again means the data is damaged on the way.
+          if (err.offset !== self.badChecksumAt) { self.badChecksumAt = err.offset; self.badChecksums = 0; }
+          if (++self.badChecksums >= MAX_BAD_CHECKSUMS) {
             self.fail('the data kept arriving damaged. Check the connection and retry.');
             return;
           }
           needHead = true;
-          return loop();
+          return self.sleep(250 * self.badChecksums).then(loop);
         }
         self.attempt++;
         if (self.attempt > MAX_ATTEMPTS) {
