@@ -149,6 +149,11 @@ def _command(binary: Path, workdir: Path, ports: dict[str, int]) -> list[str]:
         f"-s3.config={workdir / 's3.json'}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        # Every bucket is a collection with volumes of its own; the automatic limit (free
+        # disk / volume size) stopped writes after about 60 buckets, and a test session
+        # makes hundreds. Volume files are sparse, so a high cap costs no disk.
+        "-volume.max=5000",
+        "-master.volumeSizeLimitMB=64",
     ]
     for component in _COMPONENTS:
         command.append(f"-{component}.port={ports[component]}")
