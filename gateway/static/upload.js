@@ -4,8 +4,11 @@
  *
  * Each file: POST to create (or HEAD to resume a URL remembered in
  * localStorage), then PATCH chunks with `Upload-Checksum: sha256 ...`.
- * Network errors, 5xx, 409, 423 and 429 are retried with backoff (HEAD first
- * for the true offset); `offline`/`online` events pause and wake the retries.
+ * Network errors, 5xx, 409 and 429 are retried with backoff (HEAD first for
+ * the true offset); `offline`/`online` events pause and wake the retries.
+ * 423 (another request holds the upload's write lease, e.g. one a killed
+ * gateway left behind) is waited out as the gateway asks, for up to two
+ * minutes, without counting as a failed attempt.
  * While chunks are read, the whole file's SHA-256 is computed incrementally
  * (crypto.subtle has no incremental API) and compared with the receipt.
  */
@@ -27,6 +30,7 @@
   };
   var MAX_ATTEMPTS = 12;
   var MAX_BAD_CHECKSUMS = 5; // 460s in a row for the same offset before giving up
+  var LOCK_PATIENCE_MS = 120000; // a dead request's lease runs out in seconds; a live writer's never
   var STALL_MS = 30000;
   var STORE_PREFIX = 'upload-gateway:tus:';
 
@@ -258,6 +262,7 @@
     this.attempt = 0;
     this.badChecksums = 0;
     this.badChecksumAt = -1;
+    this.lockedSince = 0;
     this.samples = [];
     this.milestone = 0;
     this.current = null;
@@ -389,7 +394,7 @@
   Upload.prototype.retry = function () {
     if (this.state !== 'failed') return;
     if (this.restartOnRetry) this.forget();
-    this.attempt = 0; this.badChecksums = 0; this.badChecksumAt = -1;
+    this.attempt = 0; this.badChecksums = 0; this.badChecksumAt = -1; this.lockedSince = 0;
     this.setState('queued');
     this.stats.textContent = 'Waiting…';
     schedule();
@@ -430,7 +435,7 @@
     if (okStatuses.indexOf(st) >= 0) return;
     var err;
     if (st === 0 || st >= 500 || st === 409 || st === 423 || st === 429 || st === 408) {
-      err = new Error('HTTP ' + st); err.network = true;
+      err = new Error('HTTP ' + st); err.network = true; err.locked = st === 423;
       var after = Number(xhr.getResponseHeader('Retry-After'));
       if (after > 0) err.retryAfter = Math.min(after, 60) * 1000;
       throw err;
@@ -530,7 +535,7 @@
       var off = Number(xhr.getResponseHeader('Upload-Offset'));
       self.offset = off >= 0 ? off : end;
       self.fileId = xhr.getResponseHeader('X-Gateway-File-Id') || self.fileId;
-      self.attempt = 0; self.badChecksums = 0; self.badChecksumAt = -1;
+      self.attempt = 0; self.badChecksums = 0; self.badChecksumAt = -1; self.lockedSince = 0;
       self.progress(self.offset);
     });
   };
@@ -586,6 +591,20 @@
           }
           needHead = true;
           return self.sleep(250 * self.badChecksums).then(loop);
+        }
+        if (err.locked) {
+          // The gateway answered: another request holds this upload's write lease. A request
+          // cut off by a gateway crash keeps it until it runs out (seconds); this file being
+          // sent from another window keeps it for good. Neither is a failed connection.
+          if (!self.lockedSince) self.lockedSince = Date.now();
+          if (Date.now() - self.lockedSince > LOCK_PATIENCE_MS) {
+            self.fail('this file is being uploaded from somewhere else right now (another window?). ' +
+              'Close that, then press Retry.');
+            return;
+          }
+          needHead = true;
+          self.stats.textContent = self.bar.value + '% · the server is busy with this file, waiting…';
+          return self.sleep((err.retryAfter || 1000) * (0.8 + Math.random() * 0.4)).then(loop);
         }
         self.attempt++;
         if (self.attempt > MAX_ATTEMPTS) {

@@ -1,5 +1,10 @@
 """How the page's tus client recovers when a chunk goes wrong, against a real gateway.
 
+A write lease held by another request (which is what a SIGKILLed gateway
+leaves behind for up to 10 s) answers 423 with ``Retry-After: 1``: the page
+waits it out without spending its budget of failed attempts, which a dozen
+423s once used up (the upload then ended "failed" after a gateway restart).
+
 Damaged chunks are made by Playwright's request routing: it flips a byte of a
 PATCH body on its way out of the browser, after the page computed the
 chunk's checksum, so the gateway itself answers 460. The page must then ask
@@ -12,6 +17,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,3 +158,62 @@ def test_resume_from_an_offset_that_is_not_a_chunk_boundary(
     assert resumed == [("PATCH", moved, checksum(data[moved : moved + CHUNK]))]
     assert not [s for s in wire.statuses if s[2] == 460]
     assert_one_comment_line_per_file(gateway_file, "4602", [path])
+
+
+def test_a_write_lease_held_elsewhere_is_waited_out(
+    gateway_file: GatewayProcess, page: Page, tmp_path: Path
+) -> None:
+    """Another request holds the lease for 25 s, as a killed gateway's request would for 10."""
+    path = make_file(tmp_path, "locked.bin", MiB + 4321)
+    data = path.read_bytes()
+    wire = Wire()
+    wire.attach(page)
+    open_page(page, gateway_file.link("4603"), chunk=CHUNK)
+    page.set_input_files("#files", str(path))
+    wait_sent(page, path.name, CHUNK)
+    r = row(page, path.name)
+    r.get_by_role("button", name=f"Pause {path.name}").click()
+    expect(r).to_have_attribute("data-state", "paused")
+    page.wait_for_timeout(300)
+    held = tus_offset(page, path.name)
+    upload_url = page.evaluate("() => JSON.parse(localStorage.getItem(localStorage.key(0))).url")
+    piece, pieces = 1024, 50
+    body = data[held : held + piece * pieces]
+
+    def trickle() -> Iterator[bytes]:
+        for i in range(pieces):
+            yield body[i * piece : (i + 1) * piece]
+            time.sleep(0.5)
+
+    answers: list[int] = []
+
+    def slow_patch() -> None:
+        response = httpx.patch(
+            upload_url,
+            content=trickle(),
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": str(held),
+                "Content-Length": str(len(body)),
+                "Upload-Checksum": checksum(body),
+            },
+            timeout=60,
+        )
+        answers.append(response.status_code)
+
+    writer = threading.Thread(target=slow_patch)
+    writer.start()
+    page.wait_for_timeout(1000)  # the slow request holds the lease now
+    r.get_by_role("button", name=f"Resume {path.name}").click()
+    shown: set[str] = set()
+    while writer.is_alive():  # keep Playwright's dispatcher (and so the routing) running
+        page.wait_for_timeout(200)
+        shown.add(r.locator(".stats").text_content() or "")
+    assert answers == [204]
+    expect_delivered(page, path, "Delivered to the ticket", gateway_file)
+    locked = [s for s in wire.statuses if s[2] == 423]
+    # More 423s than the page's budget of failed attempts (12).
+    assert len(locked) > 12, (len(locked), wire.statuses, sorted(shown))
+    assert any("busy with this file, waiting" in text for text in shown), shown
+    assert_one_comment_line_per_file(gateway_file, "4603", [path])
