@@ -7,7 +7,8 @@ completion, ``if_absent`` atomic).
 
 Layout under ``root``::
 
-    objects/<key>                 whole objects, one file each
+    objects/<key>                 one file per object: its bytes, or a manifest
+    parts/<id>/00001              the parts of a completed multipart object
     multipart/<upload_id>/meta.json   {"key": ..., "initiated": ...}
     multipart/<upload_id>/00001   one file per part
     tmp/                          files being written; renamed into place
@@ -17,6 +18,15 @@ readers and listings never see a half-written file and a crash leaves only
 junk in ``tmp/``. Data goes through aiofiles; directory work runs in worker
 threads. An ETag is derived from the file's inode, size and mtime: opaque,
 and different for every write.
+
+Completing a multipart upload copies nothing: the part files are hard-linked
+into ``parts/<id>/`` and the object's path gets a small manifest naming them
+(:mod:`gateway.store.manifest`), whose ETag is ``<id>-<parts>``. A one-part
+upload becomes an ordinary file the same way. Links, not renames, so the upload
+stays whole until the manifest is in place: a crash before leaves an orphan
+``parts/<id>/`` (see :meth:`FileStore.sweep_parts`), never a broken upload.
+Replacing or deleting a manifest object swaps the manifest out first and then
+removes its parts, so a crash between leaves an orphan, never a dangling name.
 """
 
 from __future__ import annotations
@@ -32,9 +42,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 
 import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from gateway.store.base import (
     MultipartInfo,
@@ -44,6 +55,7 @@ from gateway.store.base import (
     StorageError,
 )
 from gateway.store.keys import check_key, check_prefix
+from gateway.store.manifest import MAGIC, MAX_SIZE, Manifest
 
 READ_CHUNK = 1024 * 1024
 MIN_PART = 5 * 1024 * 1024
@@ -51,6 +63,7 @@ MAX_PARTS = 10000
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _PART_FILE = re.compile(r"^\d{5}$")
 _META = "meta.json"
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 def _etag(stat: os.stat_result) -> str:
@@ -65,23 +78,56 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _copy_into(src_fd: int, dst_fd: int, size: int) -> None:
-    """Append ``size`` bytes of ``src_fd`` to ``dst_fd``, in the kernel when it can."""
-    remaining = size
-    offset = 0
+def _write_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        while remaining > 0:
-            copied = os.copy_file_range(src_fd, dst_fd, remaining, offset)
-            if copied == 0:
-                break
-            offset += copied
-            remaining -= copied
-    except OSError:
-        pass  # no copy_file_range here (or across file systems): copy by hand
-    if remaining > 0:
-        os.lseek(src_fd, offset, os.SEEK_SET)
-        with open(src_fd, "rb", closefd=False) as src, open(dst_fd, "wb", closefd=False) as dst:
-            shutil.copyfileobj(src, dst, READ_CHUNK)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_object(path: Path) -> tuple[int, os.stat_result, Manifest | None]:
+    """Open an object file: its descriptor, stat, and manifest if it is one.
+
+    Raises FileNotFoundError for anything that is not a regular file, and
+    StorageError for a file that starts like a manifest but does not parse.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise FileNotFoundError(path)
+        if os.pread(fd, len(MAGIC), 0) != MAGIC:
+            return fd, stat, None
+        size = min(stat.st_size, len(MAGIC) + MAX_SIZE)
+        return fd, stat, _parse_manifest(os.pread(fd, size, 0), path)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _parse_manifest(data: bytes, path: Path) -> Manifest:
+    """Decode a manifest read from ``path``; StorageError if it is broken or too big."""
+    if len(data) >= len(MAGIC) + MAX_SIZE:
+        raise StorageError(f"object file {path} starts like a manifest but is too big")
+    try:
+        return Manifest.decode(data)
+    except ValueError as exc:
+        raise StorageError(f"object file {path} holds a broken manifest: {exc}") from None
+
+
+def _manifest_at(path: Path) -> Manifest | None:
+    """The manifest stored at ``path``, or None (absent, ordinary object, or unreadable)."""
+    try:
+        fd, _, manifest = _open_object(path)
+    except (*_MISSING, StorageError):
+        return None
+    os.close(fd)
+    return manifest
 
 
 class FileStore:
@@ -92,9 +138,10 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._objects = self.root / "objects"
+        self._parts = self.root / "parts"
         self._multipart = self.root / "multipart"
         self._tmp = self.root / "tmp"
-        for directory in (self._objects, self._multipart, self._tmp):
+        for directory in (self._objects, self._parts, self._multipart, self._tmp):
             directory.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -135,10 +182,64 @@ class FileStore:
         target = self._object_path(key)
         temp, stat = await self._write_temp(data)
         try:
-            await asyncio.to_thread(self._install, temp, target, if_absent, key)
+            if bytes(data[: len(MAGIC)]) == MAGIC:
+                # Stored as is, these bytes would read back as a manifest.
+                return await asyncio.to_thread(
+                    self._install_as_manifest, [temp], target, if_absent, key
+                )
+            await asyncio.to_thread(self._replace_object, temp, target, if_absent, key)
         finally:
             await asyncio.to_thread(_unlink_quietly, temp)
         return _etag(stat)
+
+    def _install_as_manifest(
+        self, files: builtins.list[Path], target: Path, if_absent: bool, key: str
+    ) -> str:
+        """Move non-empty ``files`` (on this file system) into a new parts dir behind a manifest."""
+        parts_id = uuid.uuid4().hex
+        directory = self._parts / parts_id
+        directory.mkdir()
+        installed = False
+        temp = self._temp_path()
+        try:
+            parts: list[tuple[str, int]] = []
+            for number, path in enumerate(files, start=1):
+                name = f"{number:05d}"
+                os.rename(path, directory / name)
+                parts.append((name, os.stat(directory / name).st_size))
+            manifest = Manifest(
+                parts_id=parts_id, parts=tuple(parts), etag=f"{parts_id}-{len(parts)}"
+            )
+            self._write_manifest(manifest, temp, target, if_absent, key)
+            installed = True
+        finally:
+            _unlink_quietly(temp)
+            if not installed:
+                shutil.rmtree(directory, ignore_errors=True)
+        return manifest.etag
+
+    def _write_manifest(
+        self, manifest: Manifest, temp: Path, target: Path, if_absent: bool, key: str
+    ) -> None:
+        """Make the parts dir durable, then put ``manifest`` at ``target`` by way of ``temp``."""
+        _fsync_dir(self._parts / manifest.parts_id)
+        _fsync_dir(self._parts)
+        _write_file(temp, manifest.encode())
+        self._replace_object(temp, target, if_absent, key)
+
+    def _replace_object(self, temp: Path, target: Path, if_absent: bool, key: str) -> None:
+        """Install ``temp`` at ``target``; then drop the parts of the manifest it replaced.
+
+        In that order, so a crash between leaves an orphan parts dir (swept
+        later), never a manifest naming parts that are gone.
+        """
+        old = None if if_absent else _manifest_at(target)
+        self._install(temp, target, if_absent, key)
+        if old is not None:
+            self._remove_parts(old.parts_id)
+
+    def _remove_parts(self, parts_id: str) -> None:
+        shutil.rmtree(self._parts / parts_id, ignore_errors=True)
 
     def _install(self, temp: Path, target: Path, if_absent: bool, key: str) -> None:
         """Move a finished temp file to ``target`` (link it, for ``if_absent``)."""
@@ -172,17 +273,34 @@ class FileStore:
     async def get(self, key: str) -> bytes | None:
         path = self._object_path(key)
         try:
-            async with aiofiles.open(path, "rb") as fh:
-                data: bytes = await fh.read()
-                return data
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return await asyncio.to_thread(self._get, path)
+        except _MISSING:
             return None
 
+    def _get(self, path: Path) -> bytes:
+        """The whole object in one worker thread: small objects are the common case."""
+        fd, stat, manifest = _open_object(path)
+        try:
+            if manifest is None:
+                with open(fd, "rb", closefd=False) as fh:
+                    return fh.read()
+        finally:
+            os.close(fd)
+        directory = self._parts / manifest.parts_id
+        pieces = []
+        for name, _ in manifest.parts:
+            try:
+                pieces.append((directory / name).read_bytes())
+            except FileNotFoundError:
+                raise _vanished(path) from None
+        return b"".join(pieces)
+
     async def head(self, key: str) -> ObjectInfo | None:
-        stat = await asyncio.to_thread(_stat_file, self._object_path(key))
-        if stat is None:
+        path = self._object_path(key)
+        try:
+            return await asyncio.to_thread(_describe, path, key)
+        except _MISSING:
             return None
-        return ObjectInfo(key=key, size=stat.st_size, etag=_etag(stat), last_modified=stat.st_mtime)
 
     async def delete(self, key: str) -> None:
         path = self._object_path(key)
@@ -190,9 +308,18 @@ class FileStore:
 
     def _delete(self, path: Path) -> None:
         try:
-            path.unlink()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            if not S_ISREG(os.lstat(path).st_mode):
+                return  # a prefix of other keys, not an object
+            # Take the file out of sight first, so the manifest read below is
+            # the one removed, whatever a concurrent put does meanwhile.
+            graveyard = self._temp_path()
+            os.rename(path, graveyard)
+        except _MISSING:
             return
+        manifest = _manifest_at(graveyard)
+        _unlink_quietly(graveyard)
+        if manifest is not None:
+            self._remove_parts(manifest.parts_id)
         # Drop directories the delete left empty, as S3 has no directories.
         parent = path.parent
         while parent != self._objects:
@@ -219,39 +346,58 @@ class FileStore:
                 if not key.startswith(prefix):
                     continue
                 try:
-                    stat = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:
+                    found.append(_describe(Path(dirpath) / name, key))
+                except _MISSING:
                     continue  # deleted while listing
-                found.append(
-                    ObjectInfo(
-                        key=key, size=stat.st_size, etag=_etag(stat), last_modified=stat.st_mtime
-                    )
-                )
         found.sort(key=lambda info: info.key)
         return found
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream a byte range; a missing key raises KeyError, a range past the end is empty."""
+        """Stream a byte range; a missing key raises KeyError, a range past the end is empty.
+
+        A manifest object is read part by part, each opened as the range
+        reaches it. Deleting or replacing the object while it is read removes
+        parts not yet opened, so such a read ends in StorageError rather than
+        in silently short data.
+        """
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"bad range start={start} end={end}")
         path = self._object_path(key)
         try:
             fh = await aiofiles.open(path, "rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except _MISSING:
             raise KeyError(key) from None
         try:
-            await fh.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                chunk: bytes = await fh.read(size)
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            head: bytes = await fh.read(len(MAGIC))
+            if head != MAGIC:
+                await fh.seek(start)
+                async for chunk in _read_span(fh, None if end is None else end - start):
+                    yield chunk
+                return
+            rest: bytes = await fh.read(MAX_SIZE)
         finally:
             await fh.close()
+        manifest = _parse_manifest(head + rest, path)
+        directory = self._parts / manifest.parts_id
+        started = False
+        for span in manifest.spans(start, end):
+            try:
+                part = await aiofiles.open(directory / span.name, "rb")
+            except FileNotFoundError:
+                if started or await asyncio.to_thread(_manifest_at, path) == manifest:
+                    raise _vanished(path) from None
+                # Replaced or deleted between reading the manifest and its first
+                # part: read what is there now (KeyError if nothing).
+                async for chunk in self.read(key, start, end):
+                    yield chunk
+                return
+            started = True
+            try:
+                await part.seek(span.offset)
+                async for chunk in _read_span(part, span.length):
+                    yield chunk
+            finally:
+                await part.close()
 
     # -- multipart ----------------------------------------------------------------------
 
@@ -323,18 +469,22 @@ class FileStore:
         numbers = [part.number for part in ordered]
         if len(set(numbers)) != len(numbers):
             raise StorageError("InvalidPart: a part number is listed twice")
-        # Open every part first: a concurrent abort or re-upload cannot change
-        # what we copy once we hold the file descriptors.
-        fds: list[tuple[int, int]] = []
+        parts_id = uuid.uuid4().hex
+        linked_dir = self._parts / parts_id
+        linked_dir.mkdir()
         temp = self._temp_path()
+        installed = False
         try:
+            # Link each part and check the linked inode: a re-upload racing us
+            # replaces the upload's name, never the file we hold.
+            kept: list[tuple[str, int]] = []
             for index, part in enumerate(ordered):
+                name = f"{part.number:05d}"
                 try:
-                    fd = os.open(directory / f"{part.number:05d}", os.O_RDONLY)
+                    os.link(directory / name, linked_dir / name)
                 except FileNotFoundError:
                     raise StorageError(f"InvalidPart: part {part.number} is not stored") from None
-                stat = os.fstat(fd)
-                fds.append((fd, stat.st_size))
+                stat = os.stat(linked_dir / name)
                 if _etag(stat) != part.etag:
                     raise StorageError(f"InvalidPart: part {part.number} has a different ETag")
                 if index < len(ordered) - 1 and stat.st_size < MIN_PART:
@@ -342,20 +492,43 @@ class FileStore:
                         f"EntityTooSmall: part {part.number} is {stat.st_size} bytes; "
                         f"every part but the last must be at least {MIN_PART}"
                     )
-            out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                for fd, size in fds:
-                    _copy_into(fd, out, size)
-                os.fsync(out)
-                stat = os.fstat(out)
-            finally:
-                os.close(out)
-            self._install(temp, target, False, key)
+                if stat.st_size == 0:
+                    os.unlink(linked_dir / name)  # an empty last part adds nothing
+                else:
+                    kept.append((name, stat.st_size))
+            if len(kept) <= 1 and not _starts_with_magic(linked_dir, kept):
+                etag = self._install_plain(linked_dir, kept, temp, target, key)
+            else:
+                manifest = Manifest(
+                    parts_id=parts_id, parts=tuple(kept), etag=f"{parts_id}-{len(kept)}"
+                )
+                self._write_manifest(manifest, temp, target, False, key)
+                etag = manifest.etag
+            installed = True
         finally:
-            for fd, _ in fds:
-                os.close(fd)
             _unlink_quietly(temp)
+            if not installed:
+                shutil.rmtree(linked_dir, ignore_errors=True)
         self._remove_upload(directory)
+        return etag
+
+    def _install_plain(
+        self,
+        linked_dir: Path,
+        kept: builtins.list[tuple[str, int]],
+        temp: Path,
+        target: Path,
+        key: str,
+    ) -> str:
+        """Zero or one part: the object is an ordinary file, the part itself."""
+        if kept:
+            os.rename(linked_dir / kept[0][0], temp)
+            os.utime(temp)  # its own mtime (and so its own ETag), not the part's
+        else:
+            _write_file(temp, b"")
+        os.rmdir(linked_dir)
+        stat = os.stat(temp)
+        self._replace_object(temp, target, False, key)
         return _etag(stat)
 
     def _remove_upload(self, directory: Path) -> None:
@@ -396,6 +569,40 @@ class FileStore:
         found.sort(key=lambda info: (info.key, info.initiated))
         return found
 
+    # -- upkeep -------------------------------------------------------------------------------
+
+    async def sweep_parts(self, older_than: float = 3600.0) -> int:
+        """Remove parts dirs no manifest names, untouched for ``older_than`` seconds.
+
+        They are left by a crash between the steps of a completion, an
+        overwrite or a delete. The age guard spares a completion in flight,
+        whose parts dir exists a moment before its manifest does. Returns how
+        many were removed.
+        """
+        return await asyncio.to_thread(self._sweep_parts, time.time() - older_than)
+
+    def _sweep_parts(self, cutoff: float) -> int:
+        candidates: list[str] = []
+        for entry in os.scandir(self._parts):
+            with contextlib.suppress(FileNotFoundError):
+                stat = entry.stat(follow_symlinks=False)
+                if S_ISDIR(stat.st_mode) and stat.st_mtime < cutoff:
+                    candidates.append(entry.name)
+        if not candidates:
+            return 0
+        named: set[str] = set()
+        for dirpath, _, filenames in os.walk(self._objects):
+            for name in filenames:
+                manifest = _manifest_at(Path(dirpath) / name)
+                if manifest is not None:
+                    named.add(manifest.parts_id)
+        removed = 0
+        for parts_id in candidates:
+            if parts_id not in named:
+                self._remove_parts(parts_id)
+                removed += 1
+        return removed
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def ping(self) -> None:
@@ -407,12 +614,38 @@ class FileStore:
         return None
 
 
-def _stat_file(path: Path) -> os.stat_result | None:
-    try:
-        stat = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return stat if S_ISREG(stat.st_mode) else None
+async def _read_span(fh: AsyncBufferedReader, length: int | None) -> AsyncIterator[bytes]:
+    """Up to ``length`` bytes (None = to the end) from ``fh``'s position, in chunks."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+        chunk: bytes = await fh.read(size)
+        if not chunk:
+            break
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
+def _describe(path: Path, key: str) -> ObjectInfo:
+    """What HEAD and LIST report; FileNotFoundError if there is no object file."""
+    fd, stat, manifest = _open_object(path)
+    os.close(fd)
+    if manifest is None:
+        return ObjectInfo(key=key, size=stat.st_size, etag=_etag(stat), last_modified=stat.st_mtime)
+    return ObjectInfo(key=key, size=manifest.size, etag=manifest.etag, last_modified=stat.st_mtime)
+
+
+def _starts_with_magic(directory: Path, kept: list[tuple[str, int]]) -> bool:
+    """Whether the only part begins like a manifest (then it cannot stand alone)."""
+    if not kept:
+        return False
+    with open(directory / kept[0][0], "rb") as fh:
+        return fh.read(len(MAGIC)) == MAGIC
+
+
+def _vanished(path: Path) -> StorageError:
+    return StorageError(f"the parts of {path} are gone: it was deleted or replaced meanwhile")
 
 
 def _unlink_quietly(path: Path) -> None:
