@@ -520,16 +520,24 @@ class FileStore:
         target: Path,
         key: str,
     ) -> str:
-        """Zero or one part: the object is an ordinary file, the part itself."""
+        """Zero or one part: the object is an ordinary file, the part itself.
+
+        It gets its own mtime (the completion's, and so its own ETag), but only
+        once it is installed: until the upload is removed the part's inode is
+        also the upload's, whose ETag a failed completion must leave alone.
+        """
         if kept:
             os.rename(linked_dir / kept[0][0], temp)
-            os.utime(temp)  # its own mtime (and so its own ETag), not the part's
         else:
             _write_file(temp, b"")
         os.rmdir(linked_dir)
-        stat = os.stat(temp)
-        self._replace_object(temp, target, False, key)
-        return _etag(stat)
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            self._replace_object(temp, target, False, key)
+            os.utime(fd)
+            return _etag(os.fstat(fd))
+        finally:
+            os.close(fd)
 
     def _remove_upload(self, directory: Path) -> None:
         """Move the upload out of sight atomically, then delete it."""
