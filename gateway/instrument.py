@@ -78,9 +78,7 @@ class InstrumentedStore:
         with self._measure("list_parts"):
             return await self.inner.list_parts(key, upload_id)
 
-    async def complete_multipart(
-        self, key: str, upload_id: str, parts: builtins.list[Part]
-    ) -> str:
+    async def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[Part]) -> str:
         with self._measure("complete_multipart"):
             return await self.inner.complete_multipart(key, upload_id, parts)
 

@@ -139,9 +139,7 @@ async def stream_form(
                 if kind == "begin":
                     parts += 1
                     if parts > MAX_PARTS:
-                        raise GatewayError(
-                            Code.BAD_REQUEST, f"At most {MAX_PARTS} parts per form."
-                        )
+                        raise GatewayError(Code.BAD_REQUEST, f"At most {MAX_PARTS} parts per form.")
                     part_headers = {}
                     field_bytes = 0
                 elif kind == "header":

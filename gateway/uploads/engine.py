@@ -42,6 +42,8 @@ def parts_in_flight(budget: int, part_size: int) -> int:
     whole budget, and at least 2.
     """
     return max(2, min(MAX_PARTS_IN_FLIGHT, budget // max(part_size, 1) // 2))
+
+
 COMMIT_EVERY = 64 * 1024 * 1024
 
 OnFinished = Callable[[FileRecord], Awaitable[None]]
