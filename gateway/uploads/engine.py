@@ -475,6 +475,9 @@ class _PartWriter:
         self.buffer = self.view = None
         self.fill = self.hashed_to = 0
         await self._ship(buffer, view, fill, hashed_to, self.number)
+        # Drop our references before waiting for the next buffer: an upload waiting for
+        # budget must not keep the part it shipped (and released) mapped.
+        del buffer, view
         self.number += 1
         self.part_start += fill
         await self._new_buffer()
@@ -602,9 +605,10 @@ class _PartWriter:
             else:
                 if self.fill > 0 or not self.parts:
                     buffer, view = self.buffer, self.view
-                    assert buffer is not None
-                    self.buffer = None  # ownership passes to the part task
+                    assert buffer is not None and view is not None
+                    self.buffer = self.view = None  # ownership passes to the part task
                     await self._ship(buffer, view, self.fill, self.hashed_to, self.number)
+                    del buffer, view
                 await self._settle()
                 self.parts.sort(key=lambda p: p.number)
                 assert self.record.multipart_id is not None
