@@ -390,9 +390,8 @@ def _trickle_then_stop(gw: GatewayProcess, url: str, method: str,
             time.sleep(0.2)
         # Now silent, connection held open: the idle timeout must end it.
         assert metric(gw.url, "gateway_uploads_in_flight") >= 1
-        started = time.monotonic()
+        # read_response raises TimeoutError if the gateway keeps the connection open.
         response = read_response(sock, timeout=15)
-        assert time.monotonic() - started < 14
         assert response is None or response.status == 408
     assert wait_for(lambda: _settled(gw))
 
