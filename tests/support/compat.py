@@ -15,7 +15,6 @@ and fail when ``CI=true``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.s3endpoint import S3Endpoint
+from tests.support.s3endpoint import S3Endpoint, round_trip
 
 if TYPE_CHECKING:
     pass
@@ -141,17 +140,7 @@ def parse_exports(text: str) -> dict[str, str]:
 def _probe(server: CompatServer) -> str | None:
     """None once a signed bucket create, put and delete round-trip, else why not."""
     client = server.client()
-    try:
-        bucket = "ready-probe"
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=bucket)
-        client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
-        client.delete_object(Bucket=bucket, Key="probe")
-        return None
-    except Exception as exc:  # any failure means "not ready yet"
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        client.close()
+    return round_trip(client)
 
 
 def start_compat(flavor: Flavor, workdir: Path, *, timeout: float = START_TIMEOUT) -> CompatServer:

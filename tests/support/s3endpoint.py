@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import TYPE_CHECKING
@@ -57,3 +58,18 @@ class S3Endpoint:
         finally:
             client.close()
         return name
+
+
+def round_trip(client: S3Client) -> str | None:
+    """None once a signed bucket create, put and delete work (then closes the client)."""
+    try:
+        bucket = "ready-probe"
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+        client.delete_object(Bucket=bucket, Key="probe")
+        return None
+    except Exception as exc:  # any failure means "not ready yet"
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.s3endpoint import S3Endpoint
+from tests.support.s3endpoint import S3Endpoint, round_trip
 
 if TYPE_CHECKING:
     pass
@@ -183,17 +183,7 @@ def _probe(server: SeaweedServer) -> str | None:
             s3={"addressing_style": "path"},
         ),
     )
-    try:
-        bucket = "ready-probe"
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=bucket)
-        client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
-        client.delete_object(Bucket=bucket, Key="probe")
-        return None
-    except Exception as exc:  # any failure means "not ready yet"
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        client.close()
+    return round_trip(client)
 
 
 def start_seaweed(workdir: Path, *, timeout: float = START_TIMEOUT) -> SeaweedServer:
