@@ -60,6 +60,7 @@ class Settings:
     s3_prefix: str = ""
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
+    s3_checksum: str = "CRC32C"
     tickets: str = "local"
     zendesk: ZendeskSettings | None = None
     zendesk_webhook_secret: str | None = field(default=None, repr=False)
@@ -234,6 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_prefix=prefix,
         s3_sse=sse,
         s3_sse_kms_key_id=kms_key,
+        s3_checksum=_parse(env, "GATEWAY_S3_CHECKSUM", _choice("CRC32C", "CRC32"), "CRC32C"),
         tickets=tickets,
         zendesk=zendesk,
         zendesk_webhook_secret=webhook_secret,

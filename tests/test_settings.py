@@ -30,6 +30,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.public_comments is False
     assert settings.clamd is None
     assert settings.s3_bucket is None and settings.s3_prefix == ""
+    assert settings.s3_checksum == "CRC32C"
     assert len(settings.secret) >= 32
 
 
@@ -50,8 +51,10 @@ def test_documented_values(tmp_path: Path) -> None:
             "GATEWAY_STAFF_TOKEN": "staff",
             "GATEWAY_PUBLIC_COMMENTS": "true",
             "GATEWAY_CLAMD": "tcp://127.0.0.1:3310",
+            "GATEWAY_S3_CHECKSUM": "CRC32",
         }
     )
+    assert settings.s3_checksum == "CRC32"
     assert settings.public_url == "https://files.example.com"
     assert settings.public_url_explicit is True
     assert settings.s3_prefix == "gw/"
@@ -88,6 +91,7 @@ BAD = [
     ("GATEWAY_LOG_LEVEL", "loud"),
     ("GATEWAY_CLAMD", "clamd.local"),
     ("GATEWAY_S3_SSE", "rot13"),
+    ("GATEWAY_S3_CHECKSUM", "md5"),
     ("GATEWAY_S3_SSE_KMS_KEY_ID", "key-1"),
 ]
 

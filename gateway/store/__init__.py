@@ -43,5 +43,6 @@ def open_store(settings: Settings) -> ObjectStore:
             settings.s3_prefix,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
+            checksum=settings.s3_checksum,
         )
     raise ValueError(f"GATEWAY_STORAGE: unknown storage {settings.storage!r}")

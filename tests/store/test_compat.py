@@ -45,6 +45,7 @@ from tests.store.test_contract import (  # noqa: F401 - collected here again, on
     test_s3_missing_bucket_is_a_storage_error,
     test_s3_pages_through_long_listings,
     test_s3_prefix_keeps_keys_apart,
+    test_s3_writes_carry_the_configured_checksum,
     test_small_parts_are_refused_on_complete,
 )
 from tests.support.compat import CompatServer

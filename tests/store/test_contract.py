@@ -447,6 +447,54 @@ def test_s3_server_side_encryption(seaweed: SeaweedServer, s3_bucket: str) -> No
     raw.close()
 
 
+@pytest.mark.parametrize("algorithm", ["CRC32C", "CRC32"])
+def test_s3_writes_carry_the_configured_checksum(
+    seaweed: SeaweedServer, s3_bucket: str, algorithm: str
+) -> None:
+    """Every write names its checksum, whose value matches the bytes, and the server takes it."""
+    import base64
+    import zlib
+
+    import awscrt.checksums
+
+    client = seaweed.client()
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    def capture(request: object, **kwargs: object) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else v
+            for k, v in getattr(request, "headers").items()  # noqa: B009
+        }
+        sent.append((str(kwargs["event_name"]), headers))
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    client.meta.events.register("before-send.s3.UploadPart", capture)
+    data = os.urandom(6 * MiB)
+    compute = awscrt.checksums.crc32c if algorithm == "CRC32C" else zlib.crc32
+    expected = base64.b64encode(compute(data).to_bytes(4, "big")).decode()
+
+    async def scenario(store: ObjectStore) -> None:
+        await store.put("sum/small", data)
+        upload_id = await store.create_multipart("sum/big")
+        part = await store.upload_part("sum/big", upload_id, 1, memoryview(data))
+        await store.complete_multipart("sum/big", upload_id, [part])
+        assert await store.get("sum/small") == data
+        assert await collect(store, "sum/big") == data
+
+    run(S3Store(s3_bucket, checksum=algorithm, client=client), scenario)
+    header = f"x-amz-checksum-{algorithm.lower()}"
+    assert [event.split(".")[-1] for event, _ in sent] == ["PutObject", "UploadPart"]
+    for _, headers in sent:
+        assert headers.get(header) == expected
+        other = "x-amz-checksum-crc32" if algorithm == "CRC32C" else "x-amz-checksum-crc32c"
+        assert other not in headers
+
+
+def test_s3_checksum_is_validated(seaweed: SeaweedServer, s3_bucket: str) -> None:
+    with pytest.raises(ValueError, match="CRC32C"):
+        S3Store(s3_bucket, checksum="MD5", client=seaweed.client())
+
+
 # -- open_store ------------------------------------------------------------------------
 
 
