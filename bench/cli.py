@@ -145,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.push(lambda: shutil.rmtree(workdir, ignore_errors=True))
     rows: list[Row] = []
     try:
-        from tests.support.seaweed import start_seaweed
+        from tests.support.seaweed import DEPLOYMENT_VOLUME_MB, start_seaweed
 
         print(f"[bench] workdir {workdir}; starting SeaweedFS", file=sys.stderr, flush=True)
-        seaweed = start_seaweed(workdir / "seaweed")
+        seaweed = start_seaweed(workdir / "seaweed", volume_size_mb=DEPLOYMENT_VOLUME_MB)
         cleanup.push(seaweed.stop)
         harness = Harness(options, workdir, seaweed, cleanup)
         cleanup.push(harness.files.remove_all)

@@ -48,6 +48,10 @@ def weed_binary() -> Path:
     return Path(sys.executable).parent / "weed"
 
 
+TEST_VOLUME_MB = 64
+DEPLOYMENT_VOLUME_MB = 1024  # the top of weed mini's own automatic range (64 MB - 1 GB)
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -136,7 +140,9 @@ def _write_s3_config(path: Path, access_key: str, secret_key: str) -> None:
     path.chmod(0o600)
 
 
-def _command(binary: Path, workdir: Path, ports: dict[str, int]) -> list[str]:
+def _command(
+    binary: Path, workdir: Path, ports: dict[str, int], volume_size_mb: int = TEST_VOLUME_MB
+) -> list[str]:
     command = [
         str(binary),
         "mini",
@@ -153,7 +159,10 @@ def _command(binary: Path, workdir: Path, ports: dict[str, int]) -> list[str]:
         # disk / volume size) stopped writes after about 60 buckets, and a test session
         # makes hundreds. Volume files are sparse, so a high cap costs no disk.
         "-volume.max=5000",
-        "-master.volumeSizeLimitMB=64",
+        # Small volumes suit a test session's hundreds of small buckets; each full volume
+        # makes writers wait while the master grows a new one, which is why the benchmark,
+        # writing gigabytes to a few buckets, asks for volumes of deployment size.
+        f"-master.volumeSizeLimitMB={volume_size_mb}",
     ]
     for component in _COMPONENTS:
         command.append(f"-{component}.port={ports[component]}")
@@ -186,8 +195,14 @@ def _probe(server: SeaweedServer) -> str | None:
     return round_trip(client)
 
 
-def start_seaweed(workdir: Path, *, timeout: float = START_TIMEOUT) -> SeaweedServer:
-    """Start ``weed mini`` in ``workdir`` on free loopback ports; wait until S3 works."""
+def start_seaweed(
+    workdir: Path, *, timeout: float = START_TIMEOUT, volume_size_mb: int = TEST_VOLUME_MB
+) -> SeaweedServer:
+    """Start ``weed mini`` in ``workdir`` on free loopback ports; wait until S3 works.
+
+    ``volume_size_mb`` is the master's volume size limit: small for the tests,
+    :data:`DEPLOYMENT_VOLUME_MB` for the benchmark.
+    """
     binary = weed_binary()
     if not binary.exists():
         raise RuntimeError(
@@ -203,7 +218,7 @@ def start_seaweed(workdir: Path, *, timeout: float = START_TIMEOUT) -> SeaweedSe
     log = open(workdir / "weed.log", "wb")  # noqa: SIM115 - the child keeps it
     try:
         process = subprocess.Popen(
-            _command(binary, workdir, ports),
+            _command(binary, workdir, ports, volume_size_mb),
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=log,
