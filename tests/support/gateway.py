@@ -194,8 +194,9 @@ def staff_headers(proc: GatewayProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {proc.env['GATEWAY_STAFF_TOKEN']}"}
 
 
-def ticket_comments(proc: GatewayProcess, ticket: str, *, wait_for: int = 0,
-                    timeout: float = 15.0) -> list[dict[str, Any]]:
+def ticket_comments(
+    proc: GatewayProcess, ticket: str, *, wait_for: int = 0, timeout: float = 15.0
+) -> list[dict[str, Any]]:
     """The local ticket's comments as JSON, waiting until at least ``wait_for`` exist."""
     deadline = time.monotonic() + timeout
     while True:
