@@ -36,14 +36,18 @@ class Lease:
         self.clock = clock
         self.owner = secrets.token_hex(8)
         self._renewer: asyncio.Task[None] | None = None
+        self._expires = 0.0  # when the lease we last wrote runs out, by our clock
 
-    def _body(self) -> bytes:
-        return json.dumps({"owner": self.owner, "expires": self.clock() + self.ttl}).encode()
+    async def _write(self, *, if_absent: bool = False) -> None:
+        expires = self.clock() + self.ttl
+        body = json.dumps({"owner": self.owner, "expires": expires}).encode()
+        await self.store.put(self.key, body, if_absent=if_absent)
+        self._expires = expires
 
     async def acquire(self) -> None:
         for _ in range(2):
             try:
-                await self.store.put(self.key, self._body(), if_absent=True)
+                await self._write(if_absent=True)
                 break
             except PreconditionFailed:
                 if not await self._break_if_stale():
@@ -69,7 +73,7 @@ class Lease:
         while True:
             await asyncio.sleep(self.ttl / 3)
             with contextlib.suppress(Exception):
-                await self.store.put(self.key, self._body())
+                await self._write()
 
     async def release(self) -> None:
         if self._renewer is not None:
@@ -77,6 +81,11 @@ class Lease:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._renewer
             self._renewer = None
+            if self._expires - self.clock() > self.ttl / 2:
+                # Renewed recently: no one can have broken it, unless a replica's clock is
+                # ttl/2 ahead of ours. Delete it without reading it back first.
+                await self.store.delete(self.key)
+                return
             raw = await self.store.get(self.key)
             if raw is not None and self.owner.encode() in raw:
                 await self.store.delete(self.key)

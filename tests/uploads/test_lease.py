@@ -1,0 +1,157 @@
+"""Leases in the store: one writer per upload, across processes sharing a store.
+
+Run on the file store and on S3 (SeaweedFS), with a settable clock standing
+in for time passing and for a replica whose clock runs ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import Code, GatewayError
+from gateway.store.base import ObjectStore
+from gateway.store.file import FileStore
+from gateway.store.s3 import S3Store
+from gateway.uploads.lease import Lease, hold
+from tests.support.seaweed import SeaweedServer
+
+KEY = "uploads/u1/lock"
+StoreFactory = Callable[[], ObjectStore]
+
+
+@pytest.fixture(params=["file", "s3"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if request.param == "file":
+        return lambda: FileStore(tmp_path / "store")
+    seaweed: SeaweedServer = request.getfixturevalue("seaweed")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return lambda: S3Store(bucket, client=seaweed.client())
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _owner(store: ObjectStore) -> str | None:
+    raw = await store.get(KEY)
+    return None if raw is None else str(json.loads(raw)["owner"])
+
+
+def test_second_writer_gets_a_conflict_until_release(new_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = new_store()
+        first = Lease(store, KEY)
+        await first.acquire()
+        assert await _owner(store) == first.owner
+        with pytest.raises(GatewayError) as caught:
+            await Lease(new_store(), KEY).acquire()
+        assert caught.value.code is Code.CONFLICT
+        assert caught.value.headers.get("Retry-After") == "1"
+        await first.release()
+        assert await store.get(KEY) is None
+        second = Lease(new_store(), KEY)
+        await second.acquire()
+        assert await _owner(store) == second.owner
+        await second.release()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_holders_lease_is_broken_after_its_ttl(new_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        store = new_store()
+        dead = Lease(store, KEY, ttl=10, clock=clock)
+        await dead.acquire()
+        assert dead._renewer is not None
+        dead._renewer.cancel()  # the holder died: nobody renews
+        clock.now += 9
+        with pytest.raises(GatewayError):
+            await Lease(store, KEY, ttl=10, clock=clock).acquire()
+        clock.now += 2
+        taker = Lease(store, KEY, ttl=10, clock=clock)
+        await taker.acquire()
+        assert await _owner(store) == taker.owner
+        await taker.release()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_release_after_expiry_leaves_another_holders_lease(new_store: StoreFactory) -> None:
+    """A holder whose lease ran out (and was taken over) must not delete the new lease."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        store = new_store()
+        slow = Lease(store, KEY, ttl=10, clock=clock)
+        await slow.acquire()
+        assert slow._renewer is not None
+        slow._renewer.cancel()  # stalled: its renewals did not happen
+        clock.now += 11
+        taker = Lease(store, KEY, ttl=10, clock=clock)
+        await taker.acquire()
+        await slow.release()
+        assert await _owner(store) == taker.owner
+        await taker.release()
+        assert await store.get(KEY) is None
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_fresh_lease_is_released_without_reading_it_back(new_store: StoreFactory) -> None:
+    """A lease renewed within ttl/2 is ours for certain: release is one delete, no get."""
+
+    async def scenario() -> None:
+        store = new_store()
+        gets: list[str] = []
+        real_get = store.get
+
+        async def counting_get(key: str) -> bytes | None:
+            gets.append(key)
+            return await real_get(key)
+
+        store.get = counting_get  # type: ignore[method-assign]
+        clock = Clock()
+        lease = Lease(store, KEY, ttl=10, clock=clock)
+        await lease.acquire()
+        clock.now += 4  # well inside the lease
+        await lease.release()
+        assert gets == []
+        assert await real_get(KEY) is None
+
+        old = Lease(store, KEY, ttl=10, clock=clock)
+        await old.acquire()
+        assert old._renewer is not None
+        old._renewer.cancel()
+        clock.now += 6  # past ttl/2 since the last write: read back before deleting
+        await old.release()
+        assert gets == [KEY]
+        assert await real_get(KEY) is None
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_hold_releases_on_error(new_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = new_store()
+        with pytest.raises(RuntimeError):
+            async with hold(store, KEY):
+                assert await store.get(KEY) is not None
+                raise RuntimeError("the request failed")
+        assert await store.get(KEY) is None
+        await store.close()
+
+    asyncio.run(scenario())
