@@ -82,8 +82,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--leak-size", help="file size in the leak check (default 24MiB)")
     p.add_argument(
         "--tus-chunk",
-        default="64MiB",
-        help="tus-js-client chunkSize, or 'Infinity' (default 64MiB)",
+        default="Infinity,64MiB",
+        help="tus-js-client chunkSize, comma-separated for one round each; 'Infinity' is "
+        "the client's default, one PATCH per file (default Infinity,64MiB)",
     )
     p.add_argument("--buffer-memory", default="256MiB", help="GATEWAY_BUFFER_MEMORY")
     p.add_argument("--results", type=Path, default=RESULTS, help="where latest.md and the PNG go")
@@ -116,7 +117,11 @@ def options_from(args: argparse.Namespace) -> Options:
         counts = [int(c) for c in str(pick("concurrency")).split(",") if c.strip()]
     except ValueError:
         raise SystemExit("--concurrency: expected comma-separated numbers") from None
-    chunk = None if args.tus_chunk.lower() in ("infinity", "inf") else _size(args.tus_chunk)
+    chunks: list[int | None] = [
+        None if text.strip().lower() in ("infinity", "inf") else _size(text.strip())
+        for text in args.tus_chunk.split(",")
+        if text.strip()
+    ]
     return Options(
         scenarios=scenarios,
         size=_size(str(pick("size"))),
@@ -127,7 +132,7 @@ def options_from(args: argparse.Namespace) -> Options:
         small_size=_size(str(pick("small_size"))),
         leak_count=int(str(pick("leak_count"))),
         leak_size=_size(str(pick("leak_size"))),
-        tus_chunk=chunk,
+        tus_chunks=chunks,
         buffer_memory=_size(args.buffer_memory),
         results=args.results,
         quick=args.quick,

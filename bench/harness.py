@@ -38,7 +38,7 @@ class Options:
     small_size: int
     leak_count: int
     leak_size: int
-    tus_chunk: int | None  # None: one PATCH for the whole file (chunkSize Infinity)
+    tus_chunks: list[int | None]  # None: one PATCH for the whole file (chunkSize Infinity)
     buffer_memory: int
     results: Path
     quick: bool

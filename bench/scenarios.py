@@ -201,11 +201,20 @@ def ceiling(h: Harness) -> list[Row]:
 # -- tus --------------------------------------------------------------------------------
 
 
-def _tus_upload(h: Harness, endpoint: str, file: TestFile) -> tuple[float | None, str]:
-    chunk = "Infinity" if h.options.tus_chunk is None else str(h.options.tus_chunk)
+def _chunk_text(chunk: int | None) -> str:
+    return "Infinity" if chunk is None else human(chunk)
+
+
+def _chunk_arg(chunk: int | None) -> str:
+    return "Infinity" if chunk is None else str(chunk)
+
+
+def _tus_upload(
+    h: Harness, endpoint: str, file: TestFile, chunk: int | None
+) -> tuple[float | None, str]:
     script = Path(__file__).with_name("tus_upload.mjs")
     done = subprocess.run(
-        [h.node(), str(script), endpoint, str(file.path), chunk, "tus.bin"],
+        [h.node(), str(script), endpoint, str(file.path), _chunk_arg(chunk), "tus.bin"],
         cwd=script.parent.parent,
         capture_output=True,
         text=True,
@@ -236,19 +245,29 @@ def _gateway_tus_stored(gw: Any, link: str, file: TestFile) -> str:
 
 
 def tus(h: Harness) -> list[Row]:
+    """The same tus client and file against the two peers and the gateway, per chunk size."""
+    rows: list[Row] = []
+    for chunk in h.options.tus_chunks:
+        rows += _tus_round(h, chunk)
+    return rows
+
+
+def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
     file = h.files.get(h.options.size)
-    chunk_text = "Infinity" if h.options.tus_chunk is None else human(h.options.tus_chunk)
+    chunk_text = _chunk_text(chunk)
+    if chunk is None:
+        chunk_text += " (the client's default)"
     note = f"tus-js-client, chunkSize {chunk_text}"
     rows: list[Row] = []
     peers: dict[str, float] = {}
     with h.bucket() as bucket:
         port = free_port()
-        h.log(f"tus: @tus/server + @tus/s3-store {human(file.size)}")
+        h.log(f"tus: @tus/server + @tus/s3-store {human(file.size)}, chunkSize {chunk_text}")
         script = str(Path(__file__).with_name("tus_node_peer.mjs"))
         with h.server(
             "tus-node", [h.node(), script, str(port), bucket], url=f"http://127.0.0.1:{port}/files"
         ) as server:
-            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files", file)
+            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
             Row(
@@ -265,10 +284,10 @@ def tus(h: Harness) -> list[Row]:
             peers["@tus/server"] = seconds
 
         port = free_port()
-        h.log(f"tus: tuspyserver S3Storage {human(file.size)}")
+        h.log(f"tus: tuspyserver S3Storage {human(file.size)}, chunkSize {chunk_text}")
         argv = [sys.executable, "-m", "bench.tuspy_peer", "--port", str(port), "--bucket", bucket]
         with h.server("tuspyserver", argv, url=f"http://127.0.0.1:{port}/files/") as server:
-            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files/", file)
+            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files/", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
             Row(
@@ -284,10 +303,10 @@ def tus(h: Harness) -> list[Row]:
         if seconds:
             peers["tuspyserver"] = seconds
 
-        h.log(f"tus: gateway {human(file.size)}")
+        h.log(f"tus: gateway {human(file.size)}, chunkSize {chunk_text}")
         with h.gateway("tus", bucket=bucket) as gw:
             link = gw.link("1003")
-            seconds, problem = _tus_upload(h, link + "/tus/", file)
+            seconds, problem = _tus_upload(h, link + "/tus/", file, chunk)
             if not problem:
                 problem = _gateway_tus_stored(gw, link, file)
             rss = gw.peak_rss_bytes()
@@ -304,7 +323,7 @@ def tus(h: Harness) -> list[Row]:
                 met=None if problem else (ratio is not None and ratio >= TUS_RATIO),
                 peak_rss=rss,
                 failures=1 if problem else 0,
-                note=problem or note,
+                note=problem or note + ", 16 MiB parts",
             )
         )
     return rows
