@@ -30,6 +30,7 @@ FULL = {
     "small_size": "1MiB",
     "leak_count": 200,
     "leak_size": "24MiB",
+    "repeat": 3,
 }
 QUICK = {
     "size": "8MiB",
@@ -40,6 +41,7 @@ QUICK = {
     "small_size": "64KiB",
     "leak_count": 20,
     "leak_size": "1MiB",
+    "repeat": 1,
 }
 
 
@@ -85,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
         default="Infinity,64MiB",
         help="tus-js-client chunkSize, comma-separated for one round each; 'Infinity' is "
         "the client's default, one PATCH per file (default Infinity,64MiB)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        help="boto3/gateway pairs per put size; the median pair is reported (default 3)",
     )
     p.add_argument("--buffer-memory", default="256MiB", help="GATEWAY_BUFFER_MEMORY")
     p.add_argument("--results", type=Path, default=RESULTS, help="where latest.md and the PNG go")
@@ -133,6 +140,7 @@ def options_from(args: argparse.Namespace) -> Options:
         leak_count=int(str(pick("leak_count"))),
         leak_size=_size(str(pick("leak_size"))),
         tus_chunks=chunks,
+        repeat=max(1, int(str(pick("repeat")))),
         buffer_memory=_size(args.buffer_memory),
         results=args.results,
         quick=args.quick,

@@ -38,6 +38,7 @@ class Options:
     small_size: int
     leak_count: int
     leak_size: int
+    repeat: int  # put pairs per size; the median pair is reported
     tus_chunks: list[int | None]  # None: one PATCH for the whole file (chunkSize Infinity)
     buffer_memory: int
     results: Path
@@ -87,7 +88,7 @@ class Harness:
                     )
             paginator = client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=name):
-                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                keys: list[Any] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if keys:
                     client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
             client.delete_bucket(Bucket=name)
