@@ -190,7 +190,7 @@ def upload(
 
 @main.command()
 def sweep() -> None:
-    """Housekeeping: expired uploads, abandoned multipart uploads, retention."""
+    """Housekeeping: expired uploads, abandoned multipart uploads, retention, leftovers."""
     from gateway.services import build_services
     from gateway.sweep import sweep as run_sweep
 

@@ -90,6 +90,10 @@ class InstrumentedStore:
         with self._measure("list_multipart"):
             return await self.inner.list_multipart(prefix)
 
+    async def housekeep(self) -> int:
+        with self._measure("housekeep"):
+            return await self.inner.housekeep()
+
     async def ping(self) -> None:
         await self.inner.ping()
 

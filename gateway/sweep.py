@@ -31,6 +31,7 @@ class SweepReport:
     retention_deleted: int = 0
     stale_names: int = 0
     replay_markers: int = 0
+    store_leftovers: int = 0
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -40,6 +41,7 @@ class SweepReport:
             f"files past retention deleted: {self.retention_deleted}",
             f"stale name entries removed: {self.stale_names}",
             f"old webhook replay markers removed: {self.replay_markers}",
+            f"store leftovers removed: {self.store_leftovers}",
             *(f"error: {e}" for e in self.errors),
         ]
 
@@ -107,6 +109,7 @@ async def sweep(
         if now - info.last_modified > REPLAY_MARKER_AGE:
             await store.delete(info.key)
             report.replay_markers += 1
+    report.store_leftovers = await store.housekeep()
     if retention is not None:
         for info in await store.list("files/"):
             if not info.key.endswith("/meta.json"):

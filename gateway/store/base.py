@@ -100,6 +100,15 @@ class ObjectStore(Protocol):
 
     async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]: ...
 
+    async def housekeep(self) -> int:
+        """Remove the store's own leftovers (not objects); return how many went.
+
+        For the file store: parts dirs that a crash between the steps of a
+        completion left behind. S3 servers keep their own house (the
+        lifecycle rule in docs/operations.md aborts stale multipart uploads).
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise StorageError if the store is unreachable."""
         ...

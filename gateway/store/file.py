@@ -579,6 +579,9 @@ class FileStore:
 
     # -- upkeep -------------------------------------------------------------------------------
 
+    async def housekeep(self) -> int:
+        return await self.sweep_parts()
+
     async def sweep_parts(self, older_than: float = 3600.0) -> int:
         """Remove parts dirs no manifest names, untouched for ``older_than`` seconds.
 

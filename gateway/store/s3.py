@@ -568,6 +568,9 @@ class S3Store:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    async def housekeep(self) -> int:
+        return 0  # nothing of the store's own: stale multipart uploads are listed and aborted
+
     async def ping(self) -> None:
         await self._call(self._client.head_bucket, Bucket=self.bucket)
 
