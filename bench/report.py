@@ -104,3 +104,46 @@ def chart(rows: list[Row], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def rows_from_markdown(text: str) -> list[Row]:
+    """The rows of a results table written by :func:`table` (for re-drawing its chart)."""
+    rows: list[Row] = []
+    for line in text.splitlines():
+        if not line.startswith("| ") or line.startswith("| scenario |"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != len(HEADER):
+            continue
+        scenario, case, size, seconds, _, ratio, target, status, rss, note = cells
+        rows.append(
+            Row(
+                scenario,
+                case,
+                int(size) if size.isdigit() else 0,
+                float(seconds) if seconds != "-" else None,
+                ratio=float(ratio) if ratio != "-" else None,
+                target="" if target == "-" else target,
+                met={"ok": True, "miss": False}.get(status),
+                peak_rss=int(float(rss.split()[0]) * MiB) if rss != "-" else None,
+                failures=1 if status == "FAIL" else 0,
+                note=note,
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report [RESULTS_DIR]``: re-draw the chart from its latest.md."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    results = Path(args[0]) if args else Path(__file__).with_name("results")
+    rows = rows_from_markdown((results / "latest.md").read_text())
+    chart(rows, results / "throughput.png")
+    print(f"{results / 'throughput.png'}: {len(rows)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -297,7 +297,7 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
         rows.append(
             Row(
                 "tus",
-                f"@tus/server+s3-store {human(file.size)}",
+                f"@tus/server+s3-store {human(file.size)}, chunks {_chunk_text(chunk)}",
                 file.size,
                 seconds,
                 peak_rss=rss,
@@ -317,7 +317,7 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
         rows.append(
             Row(
                 "tus",
-                f"tuspyserver S3Storage {human(file.size)}",
+                f"tuspyserver S3Storage {human(file.size)}, chunks {_chunk_text(chunk)}",
                 file.size,
                 seconds,
                 peak_rss=rss,
@@ -340,7 +340,7 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
         rows.append(
             Row(
                 "tus",
-                f"gateway tus {human(file.size)}",
+                f"gateway tus {human(file.size)}, chunks {_chunk_text(chunk)}",
                 file.size,
                 None if problem else seconds,
                 ratio=ratio,

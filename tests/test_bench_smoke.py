@@ -73,3 +73,26 @@ def test_quick_bench_runs_every_scenario(tmp_path: Path) -> None:
     assert (results / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The run removed its temp dir (test files, server data) on the way out.
     assert [p for p in tmp_path.iterdir() if p.name.startswith("gateway-bench-")] == []
+
+
+def test_results_table_reads_back_for_the_chart() -> None:
+    """`python -m bench.report` re-draws the chart from latest.md: the table must read back."""
+    from bench.report import rows_from_markdown, table
+    from bench.results import MiB, Row
+
+    rows = [
+        Row("put", "boto3 upload_file 1 GiB", 1 << 30, 6.5, note="baseline"),
+        Row(
+            "put", "gateway curl -T 1 GiB", 1 << 30, 7.0, ratio=0.93, target=">= 0.9 x boto3",
+            met=True, peak_rss=227 * MiB, note="median of 3 pairs",
+        ),
+        Row("tus", "gateway tus 1 GiB, chunks 64 MiB", 1 << 30, None, failures=1, note="broke"),
+    ]  # fmt: skip
+    back = rows_from_markdown("# Benchmark results\n\n" + table(rows) + "\n\ntext\n")
+    assert [(r.scenario, r.case, r.bytes, r.note) for r in back] == [
+        (r.scenario, r.case, r.bytes, r.note) for r in rows
+    ]
+    assert [r.seconds for r in back] == [6.5, 7.0, None]
+    assert [r.ratio for r in back] == [None, 0.93, None]
+    assert [r.status for r in back] == ["", "ok", "FAIL"]
+    assert back[1].peak_rss == 227 * MiB
