@@ -11,37 +11,22 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from gateway.errors import Code, GatewayError
 from gateway.signing import UploadLink, new_link_id
 from gateway.store.base import ObjectStore
-from gateway.store.file import FileStore
-from gateway.store.s3 import S3Store
 from gateway.uploads import records
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
 from gateway.uploads.records import FileRecord, UploadRecord
-from tests.support.seaweed import SeaweedServer
+from tests.uploads.conftest import StoreFactory
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 DATA = os.urandom(12 * MiB + 12345)
 SHA = hashlib.sha256(DATA).hexdigest()
-
-StoreFactory = Callable[[], ObjectStore]
-
-
-@pytest.fixture(params=["file", "s3"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Makes store instances over one place (one dir or one bucket), as replicas would."""
-    if request.param == "file":
-        return lambda: FileStore(tmp_path / "store")
-    seaweed: SeaweedServer = request.getfixturevalue("seaweed")
-    bucket: str = request.getfixturevalue("s3_bucket")
-    return lambda: S3Store(bucket, client=seaweed.client())
 
 
 class Harness:

@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from gateway.errors import Code, GatewayError
 from gateway.store.base import ObjectStore
-from gateway.store.file import FileStore
-from gateway.store.s3 import S3Store
 from gateway.uploads.lease import Lease, hold
-from tests.support.seaweed import SeaweedServer
+from tests.uploads.conftest import StoreFactory
 
 KEY = "uploads/u1/lock"
-StoreFactory = Callable[[], ObjectStore]
-
-
-@pytest.fixture(params=["file", "s3"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    if request.param == "file":
-        return lambda: FileStore(tmp_path / "store")
-    seaweed: SeaweedServer = request.getfixturevalue("seaweed")
-    bucket: str = request.getfixturevalue("s3_bucket")
-    return lambda: S3Store(bucket, client=seaweed.client())
 
 
 class Clock:
