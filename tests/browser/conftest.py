@@ -7,12 +7,13 @@ Screenshots of the page's main states go to ``test-artifacts/screenshots``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.support.ci import missing_tool
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -36,9 +37,7 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 def playwright_session() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (Debian package 'chromium')"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(message)
     with sync_playwright() as pw:
         yield pw
 

@@ -5,7 +5,7 @@ One real gateway on SeaweedFS, the page's default chunk size, no throttling:
 the upload runs as fast as this machine allows. The file is sparse (mostly
 holes, with a random stamp in every MiB), so making it costs no disk time and
 no two chunks are alike. The numbers the test sees (offsets at the cut and at
-the reload, bytes the gateway received, the time it took) are printed, so a
+the reload, bytes the gateway received) are printed, so a
 run with ``-s`` is the record of how it went.
 """
 
@@ -66,7 +66,6 @@ def test_two_gib_survive_a_network_loss_and_a_reload(
 ) -> None:
     path = tmp_path / "full-disk-image.raw"
     digest = sparse_file(path, SIZE)
-    began = time.monotonic()
     open_page(page, gateway_s3.link("2048"))
     page.set_input_files("#files", str(path))
 
@@ -89,11 +88,10 @@ def test_two_gib_survive_a_network_loss_and_a_reload(
 
     r = row(page, path.name)
     expect(r).to_have_attribute("data-status", "delivered", timeout=FINISH_MS)
-    took = time.monotonic() - began
     received = tus_bytes_received(gateway_s3)
     print(
-        f"\n2 GiB through the page: {took:.1f} s ({SIZE / MiB / took:.0f} MiB/s); "
-        f"stored at the cut {at_cut} ({at_cut / SIZE:.1%}), held while offline {held_offline}, "
+        f"\n2 GiB through the page: stored at the cut {at_cut} ({at_cut / SIZE:.1%}), "
+        f"held while offline {held_offline}, "
         f"stored at the reload {at_reload} ({at_reload / SIZE:.1%}); "
         f"gateway received {received:.0f} bytes = file + {(received - SIZE) / MiB:.1f} MiB"
     )

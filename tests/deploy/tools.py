@@ -8,22 +8,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
+from tests.support.ci import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def missing(what: str) -> None:
     """Skip on a workstation, fail in CI: a lint that silently never runs is no lint."""
-    message = f"{what} is not installed (pip install -e '.[test]')"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_tool(f"{what} is not installed (pip install -e '.[test]')")
 
 
 def tool(name: str) -> str:

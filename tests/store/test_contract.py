@@ -313,11 +313,8 @@ def test_large_multipart_with_concurrent_parts(new_store: StoreFactory) -> None:
                     "big/64m", upload_id, number, data[offset : offset + part_size]
                 )
 
-        started = time.perf_counter()
         parts = await asyncio.gather(*(send(n) for n in range(1, 9)))
         await store.complete_multipart("big/64m", upload_id, list(parts))
-        elapsed = time.perf_counter() - started
-        print(f"\n{store.name}: 64 MiB multipart upload in {elapsed:.2f}s")
 
         digest = hashlib.sha256()
         async for chunk in store.read("big/64m"):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.ci import missing_tool
 from tests.support.s3endpoint import S3Endpoint, round_trip
 
 if TYPE_CHECKING:
@@ -96,7 +97,6 @@ class CompatServer(S3Endpoint):
     access_key: str
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
-    boot_seconds: float = 0.0
 
     @property
     def name(self) -> str:
@@ -145,7 +145,6 @@ def _probe(server: CompatServer) -> str | None:
 
 def start_compat(flavor: Flavor, workdir: Path, *, timeout: float = START_TIMEOUT) -> CompatServer:
     """Run ``SCRIPT start workdir``; wait until a signed S3 request works."""
-    started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         ["bash", str(flavor.script), "start", str(workdir)],
@@ -189,7 +188,6 @@ def start_compat(flavor: Flavor, workdir: Path, *, timeout: float = START_TIMEOU
     except BaseException:
         server.stop()
         raise
-    server.boot_seconds = time.monotonic() - started
     return server
 
 
@@ -204,11 +202,9 @@ def _session_server(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             f"{name} compatibility tests need {', '.join(missing)} "
             f"(apt-get install {flavor.packages})"
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(message)
     server = start_compat(flavor, tmp_path_factory.mktemp(name))
-    print(f"\n{name}: S3 ready at {server.endpoint_url} in {server.boot_seconds:.1f}s")
+    print(f"\n{name}: S3 ready at {server.endpoint_url}")
     try:
         yield server
     finally:

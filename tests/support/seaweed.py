@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.ci import missing_tool
 from tests.support.s3endpoint import S3Endpoint, round_trip
 
 if TYPE_CHECKING:
@@ -260,18 +261,11 @@ def start_seaweed(
 # -- pytest fixtures ----------------------------------------------------------------
 
 
-def _missing_tool(message: str) -> None:
-    """Fail in CI, skip on a developer machine without the tool."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
     """One SeaweedFS for the whole test session."""
     if not weed_binary().exists():
-        _missing_tool(f"SeaweedFS binary not found at {weed_binary()}")
+        missing_tool(f"SeaweedFS binary not found at {weed_binary()}")
     server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
     try:
         yield server

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.ci import missing_tool
 from tests.support.gateway import GatewayProcess
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -111,11 +112,7 @@ def random_file(path: Path, size: int) -> str:
 
 def require_tool(name: str) -> str:
     """The tool's path; fail under CI, skip elsewhere, when it is missing."""
-    import pytest
-
     found = shutil.which(name)
     if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} is not installed")
+        missing_tool(f"{name} is not installed")
     return found

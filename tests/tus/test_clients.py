@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from tusclient import client as tus_client
 from tusclient.storage.filestorage import FileStorage
 
+from tests.support.ci import missing_tool
 from tests.support.gateway import GatewayProcess
 from tests.tus.support import REPO, random_file, receipts, require_tool
 
@@ -60,9 +60,7 @@ def node_client() -> str:
     node = require_tool("node")
     if not (REPO / "node_modules" / "tus-js-client").is_dir():
         message = "tus-js-client is not installed (run npm install at the repository root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(message)
     return node
 
 
