@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Request, Response, Route, expect
+from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 
 from tests.browser.test_upload import (
     LONG,
@@ -121,15 +121,13 @@ def test_the_same_offset_damaged_five_times_fails_with_a_reason(
     assert tus_offset(page, path.name) == target  # the damaged bytes were never kept
 
 
-def test_resume_from_an_offset_that_is_not_a_chunk_boundary(
-    gateway_file: GatewayProcess, page: Page, tmp_path: Path
-) -> None:
-    """Another client moved the upload on by an odd number of bytes while the page paused."""
-    path = make_file(tmp_path, "odd.bin", 3 * MiB + 7)
-    data = path.read_bytes()
+def _paused_after_first_chunk(
+    page: Page, gateway: GatewayProcess, ticket: str, path: Path
+) -> tuple[Wire, Locator, int, str]:
+    """Upload ``path`` through the page, pause it once a chunk is sent: wire, row, offset, URL."""
     wire = Wire()
     wire.attach(page)
-    open_page(page, gateway_file.link("4602"), chunk=CHUNK)
+    open_page(page, gateway.link(ticket), chunk=CHUNK)
     page.set_input_files("#files", str(path))
     wait_sent(page, path.name, CHUNK)
     r = row(page, path.name)
@@ -138,6 +136,16 @@ def test_resume_from_an_offset_that_is_not_a_chunk_boundary(
     page.wait_for_timeout(300)
     held = tus_offset(page, path.name)
     upload_url = page.evaluate("() => JSON.parse(localStorage.getItem(localStorage.key(0))).url")
+    return wire, r, held, upload_url
+
+
+def test_resume_from_an_offset_that_is_not_a_chunk_boundary(
+    gateway_file: GatewayProcess, page: Page, tmp_path: Path
+) -> None:
+    """Another client moved the upload on by an odd number of bytes while the page paused."""
+    path = make_file(tmp_path, "odd.bin", 3 * MiB + 7)
+    data = path.read_bytes()
+    wire, r, held, upload_url = _paused_after_first_chunk(page, gateway_file, "4602", path)
     odd = 100_003
     response = httpx.patch(
         upload_url,
@@ -167,17 +175,7 @@ def test_a_write_lease_held_elsewhere_is_waited_out(
     long as the page keeps being refused: more refusals than its failure budget must not fail it."""
     path = make_file(tmp_path, "locked.bin", MiB + 4321)
     data = path.read_bytes()
-    wire = Wire()
-    wire.attach(page)
-    open_page(page, gateway_file.link("4603"), chunk=CHUNK)
-    page.set_input_files("#files", str(path))
-    wait_sent(page, path.name, CHUNK)
-    r = row(page, path.name)
-    r.get_by_role("button", name=f"Pause {path.name}").click()
-    expect(r).to_have_attribute("data-state", "paused")
-    page.wait_for_timeout(300)
-    held = tus_offset(page, path.name)
-    upload_url = page.evaluate("() => JSON.parse(localStorage.getItem(localStorage.key(0))).url")
+    wire, r, held, upload_url = _paused_after_first_chunk(page, gateway_file, "4603", path)
     piece, pieces = 1024, 50
     body = data[held : held + piece * pieces]
 
