@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.errors import Code, GatewayError
 from gateway.signing import UploadLink
@@ -64,12 +63,6 @@ class _Stored:
     tail: bytes | None
     offset: int
     completed: ObjectInfo | None = None  # the data object exists: finished, maybe unrecorded
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark an abandoned future's outcome as seen (no "exception never retrieved")."""
-    if not future.cancelled():
-        future.exception()
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -169,32 +162,20 @@ class UploadEngine:
     # -- offsets -----------------------------------------------------------------
 
     async def _stored(self, record: UploadRecord) -> _Stored:
-        parts: list[Part] = []
         # The parts and the tails are listed at once: this runs before every request's
         # first byte is taken, so each round trip saved is latency saved per request.
-        tails = asyncio.ensure_future(self.store.list(records.tail_prefix(record.id)))
-        try:
-            if record.multipart_id is not None:
-                try:
-                    parts = await self.store.list_parts(
-                        records.data_key(record.id), record.multipart_id
-                    )
-                except KeyError:
-                    done = await self.store.head(records.data_key(record.id))
-                    if done is None:
-                        raise GatewayError(
-                            Code.GONE, "This upload's stored parts are gone."
-                        ) from None
-                    return _Stored(parts=[], tail=None, offset=done.size, completed=done)
-            tail_infos = await tails
-        finally:
-            if not tails.done():
-                tails.cancel()
-                tails.add_done_callback(_retrieve)
+        listed, tail_infos = await asyncio.gather(
+            self._listed_parts(record), self.store.list(records.tail_prefix(record.id))
+        )
+        if listed is None:
+            done = await self.store.head(records.data_key(record.id))
+            if done is None:
+                raise GatewayError(Code.GONE, "This upload's stored parts are gone.")
+            return _Stored(parts=[], tail=None, offset=done.size, completed=done)
         # Only the committed run of full parts counts; a part written past it (by a request that
         # died or failed its checksum) is ignored and will be written again.
         good: list[Part] = []
-        for expected, part in enumerate(parts, start=1):
+        for expected, part in enumerate(listed, start=1):
             if expected > record.committed:
                 break
             if part.number != expected or part.size != record.plan.size_of(expected):
@@ -212,6 +193,15 @@ class UploadEngine:
             if done is not None:
                 return _Stored(parts=[], tail=None, offset=done.size, completed=done)
         return _Stored(parts=good, tail=tail, offset=offset)
+
+    async def _listed_parts(self, record: UploadRecord) -> list[Part] | None:
+        """The upload's stored parts; None when its multipart upload is gone (completed?)."""
+        if record.multipart_id is None:
+            return []
+        try:
+            return await self.store.list_parts(records.data_key(record.id), record.multipart_id)
+        except KeyError:
+            return None
 
     async def offset(self, record: UploadRecord) -> int:
         stored = await self._stored(record)
