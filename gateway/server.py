@@ -194,6 +194,13 @@ class _HeaderDeadline(HttpToolsProtocol):
             self.transport.close()
 
 
+def http_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the gateway's header deadline and uncopied bodies."""
+    return type(
+        "HttpProtocol", (_HeaderDeadline, _UncopiedBody), {"header_timeout": header_timeout}
+    )
+
+
 def _tame_the_allocator() -> None:
     """Cap glibc's malloc arenas at two.
 
@@ -220,11 +227,7 @@ def run(settings: Settings, *, host: str, port: int, grace: float = 110.0) -> No
         host=host,
         port=port,
         loop="uvloop",
-        http=type(
-            "HttpProtocol",
-            (_HeaderDeadline, _UncopiedBody),
-            {"header_timeout": settings.idle_timeout},
-        ),
+        http=http_protocol(settings.idle_timeout),
         server_header=False,
         lifespan="on",
         proxy_headers=True,

@@ -19,8 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from gateway import server as gateway_server
-from gateway.server import BodyChunks
+from gateway.server import BodyChunks, http_protocol
 
 
 def test_body_chunks_hand_out_a_single_chunk_uncopied() -> None:
@@ -69,13 +68,8 @@ def _free_port() -> int:
 def served() -> Iterator[tuple[str, _Recorder]]:
     app = _Recorder()
     port = _free_port()
-    protocol = type(
-        "HttpProtocol",
-        (gateway_server._HeaderDeadline, gateway_server._UncopiedBody),
-        {"header_timeout": 30.0},
-    )
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, loop="uvloop", http=protocol,
+        app, host="127.0.0.1", port=port, loop="uvloop", http=http_protocol(30.0),
         lifespan="off", log_level="warning",
     )  # fmt: skip
     server = uvicorn.Server(config)
