@@ -24,7 +24,7 @@ into ``parts/<id>/`` and the object's path gets a small manifest naming them
 (:mod:`gateway.store.manifest`), whose ETag is ``<id>-<parts>``. A one-part
 upload becomes an ordinary file the same way. Links, not renames, so the upload
 stays whole until the manifest is in place: a crash before leaves an orphan
-``parts/<id>/`` (see :meth:`FileStore.sweep_parts`), never a broken upload.
+``parts/<id>/`` (see :meth:`FileStore.housekeep`), never a broken upload.
 Replacing or deleting a manifest object swaps the manifest out first and then
 removes its parts, so a crash between leaves an orphan, never a dangling name.
 """
@@ -579,10 +579,7 @@ class FileStore:
 
     # -- upkeep -------------------------------------------------------------------------------
 
-    async def housekeep(self) -> int:
-        return await self.sweep_parts()
-
-    async def sweep_parts(self, older_than: float = 3600.0) -> int:
+    async def housekeep(self, older_than: float = 3600.0) -> int:
         """Remove parts dirs no manifest names, untouched for ``older_than`` seconds.
 
         They are left by a crash between the steps of a completion, an

@@ -259,12 +259,12 @@ def test_crash_leftovers_are_ignored_and_swept(tmp_path: Path, small_parts: None
         assert [info.key for info in await store.list("")] == ["keep"]
         assert await store.get("keep") == b"".join(pieces)
 
-        assert await store.sweep_parts(older_than=60) == 0  # too young to judge
+        assert await store.housekeep(older_than=60) == 0  # too young to judge
         assert sorted(parts_dirs(store)) == sorted([live, orphan])
         an_hour_ago = time.time() - 3600
         for parts_id in (live, orphan):
             os.utime(store.root / "parts" / parts_id, (an_hour_ago, an_hour_ago))
-        assert await store.sweep_parts(older_than=60) == 1
+        assert await store.housekeep(older_than=60) == 1
         assert parts_dirs(store) == [live]
         assert await store.get("keep") == b"".join(pieces)
 
