@@ -33,7 +33,9 @@ class InstrumentedStore:
             yield
         except _NOT_ERRORS:
             raise
-        except BaseException:
+        except Exception:
+            # Only failures: a cancelled request or a download closed early (GeneratorExit)
+            # is the client going away, not the store failing.
             self._errors.labels(op).inc()
             raise
         finally:
