@@ -58,6 +58,7 @@ class Services:
         audit.info(name, extra={"event": name, "fields": fields})
 
     async def close(self) -> None:
+        await self.engine.close()
         await self.outbox.stop()
         await self.tickets.close()
         await self.store.close()

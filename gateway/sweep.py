@@ -32,6 +32,7 @@ class SweepReport:
     stale_names: int = 0
     replay_markers: int = 0
     store_leftovers: int = 0
+    joined_markers: int = 0
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -42,6 +43,7 @@ class SweepReport:
             f"stale name entries removed: {self.stale_names}",
             f"old webhook replay markers removed: {self.replay_markers}",
             f"store leftovers removed: {self.store_leftovers}",
+            f"expired concatenation markers removed: {self.joined_markers}",
             *(f"error: {e}" for e in self.errors),
         ]
 
@@ -109,6 +111,13 @@ async def sweep(
         if now - info.last_modified > REPLAY_MARKER_AGE:
             await store.delete(info.key)
             report.replay_markers += 1
+    for info in await store.list("joined/"):
+        raw = await store.get(info.key)
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            if float(json.loads(raw or b"{}")["expires_at"]) > now:
+                continue
+        await store.delete(info.key)
+        report.joined_markers += 1
     report.store_leftovers = await store.housekeep()
     if retention is not None:
         for info in await store.list("files/"):

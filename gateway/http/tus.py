@@ -3,7 +3,17 @@
 A thin adapter over the upload engine, like raw PUT: every bit of upload
 state lives in the store, so any replica answers any request. Extensions:
 creation, creation-with-upload, creation-defer-length, termination,
-checksum (sha1, md5, sha256) and expiration, plus X-HTTP-Method-Override.
+checksum (sha1, md5, sha256), expiration and concatenation, plus
+X-HTTP-Method-Override.
+
+Concatenation: partial uploads (``Upload-Concat: partial``) are ordinary
+uploads that are never delivered on their own. A final upload
+(``Upload-Concat: final;URL...``) names complete partial uploads of the same
+ticket; the engine copies them, in order, into a new upload in the
+background, which is then hashed, routed and delivered like any other. The
+creating POST waits up to :data:`ASSEMBLY_WAIT` seconds for that and then
+answers; a client that got no ``Upload-Offset`` polls HEAD on the final
+upload, which also restarts an assembly that a restart interrupted.
 
 Every response, errors included, carries ``Tus-Resumable`` and the CORS
 headers (a browser must be able to read ``Upload-Offset``, ``Location`` and
@@ -15,6 +25,7 @@ and an expired link is ``410 Gone``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +47,7 @@ from gateway.signing import UploadLink
 from gateway.store.base import StorageError
 from gateway.uploads import records
 from gateway.uploads.engine import Progress
-from gateway.uploads.records import FileRecord, UploadRecord
+from gateway.uploads.records import FINAL, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.http.tus")
 
@@ -48,7 +59,10 @@ EXTENSIONS = (
     "termination",
     "checksum",
     "expiration",
+    "concatenation",
 )
+ASSEMBLY_WAIT = 20.0  # seconds a final upload's POST waits for its assembly
+HEAD_ASSEMBLY_WAIT = 0.5  # ... and a HEAD on it, to report an assembly that just ended
 METHODS = ("POST", "HEAD", "PATCH", "DELETE", "OPTIONS")
 ALLOW_HEADERS = (
     "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, "
@@ -263,8 +277,14 @@ async def options(request: Request, services: Services) -> Response:
 async def create(request: Request, services: Services) -> Response:
     _check_version(request)
     link = check_link(request)
-    if "upload-concat" in request.headers:
-        raise _bad("Concatenation is not offered by this server.")
+    concat = request.headers.get("upload-concat")
+    if concat is not None:
+        try:
+            sources = tus_headers.parse_concat(concat.strip())
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        if sources is not None:
+            return await _create_final(request, services, link, sources)
     length = _header_number(request, "upload-length")
     defer = request.headers.get("upload-defer-length")
     if defer is not None:
@@ -290,6 +310,7 @@ async def create(request: Request, services: Services) -> Response:
         protocol="tus",
         content_type=file_type,
         metadata=metadata,
+        concat=PARTIAL if concat is not None else None,
     )
     services.upload_started(record)
     headers = {"Location": _upload_url(services, request, record.id), **_expires(record)}
@@ -305,6 +326,74 @@ async def create(request: Request, services: Services) -> Response:
             raise
         headers.update(_progress_headers(record, progress))
     return _reply(201, headers)
+
+
+async def _create_final(
+    request: Request, services: Services, link: UploadLink, sources: list[str]
+) -> Response:
+    if "upload-length" in request.headers or "upload-defer-length" in request.headers:
+        raise _bad("A final upload's length is the sum of its partial uploads; send no length.")
+    if _has_body(request):
+        raise GatewayError(Code.FORBIDDEN, "A final upload takes no body.")
+    filename, file_type, metadata = _metadata(request)
+    done = await services.engine.joined(link, sources)
+    if done is not None:
+        return _reply(201, {
+            "Location": _upload_url(services, request, done.file_id),
+            "Upload-Length": str(done.size), "Upload-Offset": str(done.size),
+            "X-Gateway-File-Id": done.file_id,
+        })  # fmt: skip
+    record = await services.engine.concatenate(
+        link, sources, filename=filename, content_type=file_type, metadata=metadata
+    )
+    services.upload_started(record)
+    location = _upload_url(services, request, record.id)
+    headers = {"Location": location, "Upload-Length": str(record.length), **_expires(record)}
+    try:
+        file = await _assembly(services, record, ASSEMBLY_WAIT)
+    except GatewayError as exc:
+        exc.headers.setdefault("Location", location)
+        raise
+    if file is not None:
+        headers.update({"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id})
+    return _reply(201, headers)
+
+
+async def _assembly(services: Services, record: UploadRecord, wait: float) -> FileRecord | None:
+    """Start (or join) a final upload's assembly; its file if it ends within ``wait``."""
+    task = services.engine.start_assembly(record)
+    await asyncio.wait({task}, timeout=wait)
+    if not task.done() or task.cancelled():
+        return None
+    exc = task.exception()
+    if isinstance(exc, GatewayError) and exc.code is Code.CONFLICT:
+        return None  # another replica is assembling it
+    if exc is not None:
+        raise exc
+    return task.result()
+
+
+def _concat_header(services: Services, request: Request, record: UploadRecord) -> str:
+    if record.concat == FINAL:
+        urls = " ".join(_upload_url(services, request, source) for source in record.sources)
+        return f"final;{urls}"
+    return PARTIAL
+
+
+async def _head_final(request: Request, services: Services, record: UploadRecord) -> Response:
+    """A final upload still being assembled: no Upload-Offset until it is a file."""
+    headers = {
+        "Cache-Control": "no-store",
+        "Upload-Length": str(record.length),
+        "Upload-Concat": _concat_header(services, request, record),
+        **_expires(record),
+    }
+    file = await _assembly(services, record, HEAD_ASSEMBLY_WAIT)
+    if file is not None:
+        headers.update({"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id})
+    else:
+        headers["Retry-After"] = "1"
+    return _reply(200, headers)
 
 
 async def head(request: Request, services: Services) -> Response:
@@ -325,8 +414,12 @@ async def head(request: Request, services: Services) -> Response:
              "X-Gateway-File-Id": file.file_id}
         )  # fmt: skip
         return _reply(200, headers)
+    if record.concat == FINAL:
+        return await _head_final(request, services, record)
     offset = await services.engine.offset(record)
     headers["Upload-Offset"] = str(offset)
+    if record.concat is not None:
+        headers["Upload-Concat"] = _concat_header(services, request, record)
     if record.length is None:
         headers["Upload-Defer-Length"] = "1"
     else:
@@ -365,6 +458,10 @@ async def patch(request: Request, services: Services) -> Response:
             "This upload is already complete.",
             headers={"Upload-Offset": str(file.size)},
         ) from None
+    if record.concat == FINAL:
+        raise GatewayError(
+            Code.FORBIDDEN, "A final upload is made of its partial uploads; it takes no PATCH."
+        )
     if length is not None:
         await services.engine.declare_length(record, length)
     progress = await _write(services, request, link, record, offset)

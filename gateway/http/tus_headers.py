@@ -108,6 +108,35 @@ def parse_checksum(value: str) -> tuple[str, bytes]:
     return algorithm, digest
 
 
+MAX_CONCAT_URLS = 100
+
+
+def parse_concat(value: str) -> list[str] | None:
+    """``Upload-Concat``: ``partial`` -> None; ``final;URL URL...`` -> the upload ids.
+
+    Each URL (absolute or a path) must end in ``/tus/{id}``; the ids are
+    returned in order, unchecked (the engine decides whether they exist).
+    """
+    if value == "partial":
+        return None
+    kind, sep, urls = value.partition(";")
+    if kind != "final" or not sep:
+        raise ValueError("Upload-Concat must be 'partial' or 'final;URL URL...'")
+    parts = urls.split()
+    if not parts:
+        raise ValueError("Upload-Concat 'final' names no partial uploads")
+    if len(parts) > MAX_CONCAT_URLS:
+        raise ValueError(f"Upload-Concat names more than {MAX_CONCAT_URLS} partial uploads")
+    ids: list[str] = []
+    for url in parts:
+        path = url.split("?", 1)[0].split("#", 1)[0]
+        head, sep, upload_id = path.rpartition("/tus/")
+        if not sep or not upload_id or "/" in upload_id:
+            raise ValueError(f"Upload-Concat URL {url[:200]!r} is not an upload URL of this server")
+        ids.append(upload_id)
+    return ids
+
+
 def new_hash(algorithm: str) -> hashlib._Hash:
     """A fresh hash object for an algorithm :func:`parse_checksum` accepted."""
     return hashlib.new(algorithm, usedforsecurity=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,7 @@ from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
 from gateway.uploads.partsize import TooLargeForBudget, plan_parts
-from gateway.uploads.records import FileRecord, UploadRecord
+from gateway.uploads.records import FINAL, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
 
@@ -45,6 +46,7 @@ def parts_in_flight(budget: int, part_size: int) -> int:
 
 
 COMMIT_EVERY = 64 * 1024 * 1024
+MAX_PARTIALS = 100  # partial uploads one final upload may name
 
 OnFinished = Callable[[FileRecord], Awaitable[None]]
 
@@ -88,6 +90,7 @@ class UploadEngine:
         self.clock = clock
         self.lease_ttl = lease_ttl
         self.hashes = HashCache()
+        self._assembling: dict[str, asyncio.Task[FileRecord | None]] = {}
 
     # -- records ---------------------------------------------------------------
 
@@ -100,6 +103,8 @@ class UploadEngine:
         protocol: str,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
+        concat: str | None = None,
+        sources: list[str] | None = None,
     ) -> UploadRecord:
         """Record a new upload (no bytes yet)."""
         if length is not None and length > link.max_size:
@@ -127,6 +132,8 @@ class UploadEngine:
             protocol=protocol,
             content_type=content_type,
             metadata=dict(metadata or {}),
+            concat=concat,
+            sources=list(sources or []),
         )
         await self._save(record)
         return record
@@ -213,8 +220,12 @@ class UploadEngine:
             await self.write(record, stored.offset, _nothing())
         return stored.offset
 
-    async def _recover(self, record: UploadRecord, done: ObjectInfo) -> FileRecord:
+    async def _recover(self, record: UploadRecord, done: ObjectInfo) -> FileRecord | None:
         """The data object exists but the upload was not recorded as a file: finish that now."""
+        if record.concat == PARTIAL:
+            if not record.finished:
+                await self._finish_partial(record)
+            return None
         raw = await self.store.get(records.meta_key(record.id))
         if raw is not None:
             return FileRecord.from_bytes(raw)
@@ -329,10 +340,13 @@ class UploadEngine:
         return Progress(offset=await writer.suspend(keep=True))
 
     async def abandon(self, record: UploadRecord) -> None:
-        """Remove an unfinished upload and everything it stored."""
+        """Remove an unfinished upload (or an unused partial one) and everything it stored."""
         self.hashes.drop(record.id)
         if record.multipart_id is not None:
             await self.store.abort_multipart(records.data_key(record.id), record.multipart_id)
+        if record.concat == PARTIAL:
+            # A partial upload's finished bytes are only ever read by a final upload.
+            await self.store.delete(records.data_key(record.id))
         for info in await self.store.list(f"uploads/{record.id}/"):
             await self.store.delete(info.key)
 
@@ -342,11 +356,154 @@ class UploadEngine:
             raw = await self.store.get(records.info_key(record.id))
             await self.abandon(UploadRecord.from_bytes(raw) if raw is not None else record)
 
+    # -- concatenation (tus) -------------------------------------------------------
+
+    async def concatenate(
+        self,
+        link: UploadLink,
+        sources: list[str],
+        *,
+        filename: str,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> UploadRecord:
+        """Record a final upload made of complete partial uploads of the link's ticket.
+
+        Nothing is copied yet: :meth:`start_assembly` does that.
+        """
+        if not sources:
+            raise GatewayError(
+                Code.BAD_REQUEST, "A final upload needs at least one partial upload."
+            )
+        if len(sources) > MAX_PARTIALS:
+            raise GatewayError(
+                Code.BAD_REQUEST, f"A final upload may join at most {MAX_PARTIALS} partial uploads."
+            )
+        if len(set(sources)) != len(sources):
+            raise GatewayError(Code.BAD_REQUEST, "A final upload names a partial upload twice.")
+        total = 0
+        for source in sources:
+            total += await self._partial_size(link, source)
+        return await self.create(
+            link,
+            filename=filename,
+            length=total,
+            protocol="tus",
+            content_type=content_type,
+            metadata=metadata,
+            concat=FINAL,
+            sources=sources,
+        )
+
+    async def joined(self, link: UploadLink, sources: list[str]) -> FileRecord | None:
+        """The file these partial uploads already became (a repeated final POST), if any."""
+        if not sources or not records.is_id(sources[0]):
+            return None
+        raw = await self.store.get(records.joined_key(sources[0]))
+        if raw is None:
+            return None
+        try:
+            marker = json.loads(raw)
+            file_id = str(marker["file_id"])
+            same = marker["sources"] == sources
+        except (ValueError, KeyError, TypeError):
+            return None
+        meta = await self.store.get(records.meta_key(file_id)) if same else None
+        if meta is None:
+            return None
+        file = FileRecord.from_bytes(meta)
+        return file if file.ticket == link.ticket else None
+
+    async def _partial_size(self, link: UploadLink, upload_id: str) -> int:
+        """The size of a complete partial upload of the link's ticket, else a client error."""
+        record = await self.load(upload_id)
+        if record.ticket != link.ticket:
+            raise GatewayError(Code.NOT_FOUND, "No such upload.")
+        if record.concat != PARTIAL:
+            raise GatewayError(Code.BAD_REQUEST, f"Upload {upload_id} is not a partial upload.")
+        reached = await self.offset(record)  # also finishes one whose last step was interrupted
+        if record.length is None or reached != record.length:
+            raise GatewayError(
+                Code.BAD_REQUEST, f"Partial upload {upload_id} is not complete ({reached} bytes)."
+            )
+        return reached
+
+    def start_assembly(self, record: UploadRecord) -> asyncio.Task[FileRecord | None]:
+        """Assemble a final upload in the background (one task per upload per process).
+
+        The task holds the upload's lease, so only one replica assembles at a
+        time; another gets CONFLICT, which the task swallows. Assembly resumes
+        from what is stored, so a restart loses nothing but time.
+        """
+        task = self._assembling.get(record.id)
+        if task is not None and not task.done():
+            return task
+        task = asyncio.create_task(self._assemble(record.id), name=f"assemble {record.id}")
+        self._assembling[record.id] = task
+
+        def done(finished: asyncio.Task[FileRecord | None]) -> None:
+            if self._assembling.get(record.id) is finished:
+                del self._assembling[record.id]
+            if finished.cancelled():
+                return
+            exc = finished.exception()  # retrieved here, so never reported as lost
+            if exc is not None and not (
+                isinstance(exc, GatewayError) and exc.code is Code.CONFLICT
+            ):
+                log.warning("assembling upload %s failed: %r", record.id, exc)
+
+        task.add_done_callback(done)
+        return task
+
+    async def _assemble(self, upload_id: str) -> FileRecord | None:
+        async with hold(self.store, records.lock_key(upload_id), self.lease_ttl):
+            record = await self.load(upload_id)
+            stored = await self._stored(record)
+            if stored.completed is not None:
+                return await self._recover(record, stored.completed)
+            assert record.length is not None
+            sizes: list[int] = []
+            for source in record.sources:
+                info = await self.store.head(records.data_key(source))
+                if info is None:
+                    raise GatewayError(Code.GONE, f"Partial upload {source} is gone.")
+                sizes.append(info.size)
+            if sum(sizes) != record.length:
+                raise GatewayError(Code.GONE, "The partial uploads changed since the final one.")
+            chunks = self._read_sources(record.sources, sizes, stored.offset)
+            progress = await self._write_locked(
+                record, stored.offset, chunks, False, record.length - stored.offset, None, None
+            )
+            return progress.file
+
+    async def _read_sources(
+        self, sources: list[str], sizes: list[int], start: int
+    ) -> AsyncIterator[bytes]:
+        """The partial uploads' bytes in order, from byte ``start`` of the whole."""
+        position = 0
+        for source, size in zip(sources, sizes, strict=True):
+            if start < position + size:
+                async for chunk in self.store.read(
+                    records.data_key(source), max(0, start - position)
+                ):
+                    yield chunk
+            position += size
+
+    async def close(self) -> None:
+        """Stop background assemblies (they resume from the store on the next HEAD)."""
+        tasks = list(self._assembling.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- finishing ----------------------------------------------------------------
 
     async def _finish_record(
         self, record: UploadRecord, size: int, etag: str, sha256: str | None
-    ) -> FileRecord:
+    ) -> FileRecord | None:
+        if record.concat == PARTIAL:
+            await self._finish_partial(record)
+            return None
         if sha256 is None:
             sha256 = await self.hash_stored(record.id, size)
         route = "attachment" if size <= self.attachment_max else "storage"
@@ -372,7 +529,25 @@ class UploadEngine:
         for info in await self.store.list(f"uploads/{record.id}/"):
             if not info.key.endswith("/lock"):
                 await self.store.delete(info.key)
+        marker = records.dumps(
+            {"file_id": file.file_id, "sources": record.sources, "expires_at": record.expires_at}
+        )
+        for source in record.sources:
+            # The file is recorded and on its way: the partial uploads it was made of go,
+            # leaving a marker so that a client repeating its final POST learns the file.
+            await self.store.put(records.joined_key(source), marker)
+            await self.store.delete(records.data_key(source))
+            for info in await self.store.list(f"uploads/{source}/"):
+                await self.store.delete(info.key)
         return file
+
+    async def _finish_partial(self, record: UploadRecord) -> None:
+        """A partial upload is complete: keep its record and bytes for a final upload."""
+        record.finished = True
+        await self._save(record)
+        self.hashes.drop(record.id)
+        for info in await self.store.list(records.tail_prefix(record.id)):
+            await self.store.delete(info.key)
 
     async def hash_stored(self, file_id: str, size: int) -> str:
         """SHA-256 of a stored file, read back in order (after a resume elsewhere)."""
@@ -600,7 +775,7 @@ class _PartWriter:
         finally:
             self._release_buffer()
 
-    async def finish(self) -> FileRecord:
+    async def finish(self) -> FileRecord | None:
         """The body completed the file: last part, assemble, record, hand to delivery."""
         assert self.view is not None
         try:

@@ -7,12 +7,16 @@ a restart loses nothing:
     uploads/{id}/tail.{n}      bytes received after the last full part; they
                                will open part n (stale once part n exists)
     uploads/{id}/lock          a short lease held by the request writing it
+                               (a finished partial upload keeps its info.json
+                               and files/{id}/data until a final upload uses it)
     names/{link}/{hash}        the unfinished raw PUT for a (link, filename)
     files/{id}/data            a finished file's bytes (the multipart key)
     files/{id}/meta.json       its record: the receipt plus delivery state
     links/{link}/{id}          index of the files uploaded through a link
     by-ticket/{ticket}/{id}    index of the files of a ticket (purge)
     outbox/{id}.json           a finished file still to be delivered
+    joined/{id}                a partial upload that a final one used: which
+                               file it became (a repeated final POST finds it)
 """
 
 from __future__ import annotations
@@ -76,6 +80,14 @@ def outbox_key(file_id: str) -> str:
     return f"outbox/{file_id}.json"
 
 
+PARTIAL = "partial"
+FINAL = "final"
+
+
+def joined_key(upload_id: str) -> str:
+    return f"joined/{upload_id}"
+
+
 def dumps(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -99,6 +111,10 @@ class UploadRecord:
     committed: int = 0  # how many full parts count; written parts past it are ignored
     metadata: dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    # tus concatenation: "partial" (a piece of a file, never delivered on its own) or
+    # "final" (assembled from the partial uploads named in ``sources``, in order).
+    concat: str | None = None
+    sources: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         data = asdict(self)

@@ -65,10 +65,12 @@ def node_client() -> str:
 
 
 def run_js(node: str, endpoint: str, path: Path, storage: Path, chunk: int,
-           kill_at: int | None = None, timeout: float = 600) -> list[dict[str, Any]]:  # fmt: skip
-    """Run the tus-js-client script; with ``kill_at``, SIGKILL it once that offset is accepted."""
+           kill_at: int | None = None, timeout: float = 600, parallel: int = 1,
+           kill_after_chunks: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Run the tus-js-client script; with ``kill_at``, SIGKILL it once that offset is accepted
+    (``kill_after_chunks``: once that many chunks were accepted, over all partial uploads)."""
     proc = subprocess.Popen(
-        [node, str(SCRIPT), endpoint, str(path), str(storage), str(chunk)],
+        [node, str(SCRIPT), endpoint, str(path), str(storage), str(chunk), str(parallel)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     events: list[dict[str, Any]] = []
@@ -76,7 +78,11 @@ def run_js(node: str, endpoint: str, path: Path, storage: Path, chunk: int,
     try:
         for line in proc.stdout:
             events.append(json.loads(line))
-            if kill_at is not None and events[-1].get("offset", 0) >= kill_at:
+            if (kill_at is not None and events[-1].get("offset", 0) >= kill_at) or (
+                kill_after_chunks is not None
+                and events[-1].get("chunks", 0) >= kill_after_chunks
+                and _remembers_partials(storage)
+            ):
                 proc.send_signal(signal.SIGKILL)
                 break
         proc.wait(timeout)
@@ -84,9 +90,17 @@ def run_js(node: str, endpoint: str, path: Path, storage: Path, chunk: int,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if kill_at is None:
+    if kill_at is None and kill_after_chunks is None:
         assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     return events
+
+
+def _remembers_partials(storage: Path) -> bool:
+    """The client saved its partial uploads' URLs (it does so once all of them exist)."""
+    try:
+        return "parallelUploadUrls" in storage.read_text()
+    except FileNotFoundError:
+        return False
 
 
 def check_tus_js(proc: GatewayProcess, tmp_path: Path, size: int, chunk: int) -> None:
@@ -109,6 +123,28 @@ def check_tus_js(proc: GatewayProcess, tmp_path: Path, size: int, chunk: int) ->
 
 def test_tus_js_client_uploads_and_resumes(gateway_any: GatewayProcess, tmp_path: Path) -> None:
     check_tus_js(gateway_any, tmp_path, 40 * MiB + 7, 8 * MiB)
+
+
+def test_tus_js_client_parallel_uploads_resume(gateway_any: GatewayProcess, tmp_path: Path) -> None:
+    """tus-js-client's parallelUploads: three partial uploads at once, killed, resumed, joined."""
+    node = node_client()
+    link = gateway_any.link("703")
+    path = tmp_path / "parallel.bin"
+    size = 40 * MiB + 7
+    sha = random_file(path, size)
+    storage = tmp_path / "js-urls.json"
+    endpoint = f"{link}/tus/"
+    first = run_js(node, endpoint, path, storage, 4 * MiB, parallel=3, kill_after_chunks=3)
+    assert first[-1]["event"] == "chunk"
+    assert not receipts(link)
+    second = run_js(node, endpoint, path, storage, 4 * MiB, parallel=3)
+    assert second[0]["event"] == "resuming"
+    sent = sum(1 for e in second if e["event"] == "chunk")
+    assert sent < -(-size // (4 * MiB)) + 3  # resumed: fewer chunks than a whole upload
+    assert second[-1]["event"] == "success" and second[-1]["fileId"]
+    files = receipts(link)
+    assert [(f["filename"], f["size"], f["sha256"]) for f in files] == [(path.name, size, sha)]
+    assert files[0]["file_id"] == second[-1]["fileId"] == second[-1]["url"].rsplit("/", 1)[-1]
 
 
 @pytest.mark.slow

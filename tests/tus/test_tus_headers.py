@@ -107,3 +107,23 @@ def test_defer_length_and_date() -> None:
     with pytest.raises(ValueError):
         tus_headers.parse_defer_length("0")
     assert tus_headers.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def test_concat_partial_and_final() -> None:
+    assert tus_headers.parse_concat("partial") is None
+    ids = tus_headers.parse_concat(
+        "final;http://gw.example/u/tok/tus/abcdefabcdefabcdef /u/tok/tus/0123456789abcdef0123"
+    )
+    assert ids == ["abcdefabcdefabcdef", "0123456789abcdef0123"]
+    # Extra spaces between URLs are tolerated; a query string is not part of the id.
+    assert tus_headers.parse_concat("final;/u/t/tus/aaaa  /u/t/tus/bbbb?x=1") == ["aaaa", "bbbb"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "Partial", "final", "final;", "final; ", "whole;/u/t/tus/aaaa", "final;/files/aaaa",
+     "final;/u/t/tus/", "final;/u/t/tus/aaaa/extra", " ".join(["final;"] + ["/tus/a"] * 101)],
+)  # fmt: skip
+def test_concat_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        tus_headers.parse_concat(bad)
