@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -148,10 +149,10 @@ def test_final_refuses_what_it_cannot_join(gateway_file: GatewayProcess) -> None
     assert receipt(link, ok.headers["X-Gateway-File-Id"])["size"] == 100
 
 
-def test_assembly_cut_by_a_kill_is_redone_by_a_repeated_final(
-    gateway_s3: GatewayProcess,
-) -> None:
-    """The final POST dies with its gateway mid-copy; the partials survive; repeating it works."""
+def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any) -> None:
+    """The final POST dies with its gateway mid-copy; the partials survive. HEAD on the final
+    upload restarts the copy (once the dead process's lease runs out), and a repeated final
+    POST then answers with the same file."""
     link = gateway_s3.link("705")
     endpoint = f"{link}/tus/"
     pieces = [os.urandom(160 * MiB), os.urandom(96 * MiB + 1)]
@@ -172,20 +173,49 @@ def test_assembly_cut_by_a_kill_is_redone_by_a_repeated_final(
     thread.join(30)
     assert answers and isinstance(answers[0], httpx.HTTPError)
     gateway_s3.start()
+    final_url = f"{endpoint}{final_upload_id(gateway_s3, seaweed)}"
+    polls = 0
     deadline = time.monotonic() + 120
     while True:
-        r = final(endpoint, urls)
-        if r.status_code != 423 or time.monotonic() > deadline:
+        h = head(final_url)
+        assert h.status_code == 200, h.text
+        if "X-Gateway-File-Id" in h.headers or time.monotonic() > deadline:
             break
-        time.sleep(1)
-    assert r.status_code == 201, r.text
+        assert "Upload-Offset" not in h.headers  # still copying
+        assert h.headers["Upload-Concat"].startswith("final;")
+        polls += 1
+        time.sleep(float(h.headers["Retry-After"]))
+    assert polls > 0
     data = b"".join(pieces)
-    file_id = r.headers["X-Gateway-File-Id"]
-    assert receipt(link, file_id)["sha256"] == hashlib.sha256(data).hexdigest()
-    assert (
-        stored_sha256(gateway_s3, "705", file_id, "joined.bin") == hashlib.sha256(data).hexdigest()
-    )
+    assert h.headers["Upload-Offset"] == str(len(data))
+    file_id = h.headers["X-Gateway-File-Id"]
+    assert file_id == final_url.rsplit("/", 1)[-1]
+    digest = hashlib.sha256(data).hexdigest()
+    assert receipt(link, file_id)["sha256"] == digest
+    assert stored_sha256(gateway_s3, "705", file_id, "joined.bin") == digest
+    again = final(endpoint, urls)
+    assert again.status_code == 201, again.text
+    assert again.headers["X-Gateway-File-Id"] == file_id
     assert len(receipts(link)) == 1
+
+
+def final_upload_id(proc: GatewayProcess, seaweed: Any) -> str:
+    """The id of the one final upload recorded in the gateway's bucket."""
+    s3 = seaweed.client()
+    try:
+        bucket = proc.env["GATEWAY_S3_BUCKET"]
+        prefix = proc.env.get("GATEWAY_S3_PREFIX", "")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}uploads/")
+        finals = []
+        for item in listed.get("Contents", []):
+            if item["Key"].endswith("/info.json"):
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                if json.loads(body).get("concat") == "final":
+                    finals.append(item["Key"].split("/")[-2])
+        assert len(finals) == 1, finals
+        return str(finals[0])
+    finally:
+        s3.close()
 
 
 def test_sweep_removes_unused_partials_and_old_markers(gateway_file: GatewayProcess) -> None:
