@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +25,7 @@ from gateway.links import Links
 from gateway.store.s3 import S3Store
 from tests.faults.conftest import MiB, verify_stored
 from tests.support.faultproxy import FaultProxy
-from tests.support.gateway import GatewayProcess, staff_headers, ticket_comments
+from tests.support.gateway import GatewayProcess, run_sweep, staff_headers, ticket_comments
 from tests.support.seaweed import SeaweedServer
 
 if TYPE_CHECKING:
@@ -290,12 +288,7 @@ def test_an_abandoned_upload_leaves_no_multipart_upload_after_sweep(
     time.sleep(4.5)  # the link, and so the upload, expires
     # The abort itself meets a fault once; botocore retries it.
     proxy.inject("error", status=503, count=1, method="DELETE", match="uploadId=")
-    swept = subprocess.run(
-        [sys.executable, "-m", "gateway", "sweep"],
-        env=gw.env, cwd=gw.workdir, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
-    assert swept.returncode == 0, swept.stderr
-    assert "expired uploads removed: 1" in swept.stdout
+    assert "expired uploads removed: 1" in run_sweep(gw, TIMEOUT)
     assert proxy.injected["error"] == 1
     assert _multipart_uploads(direct, bucket) == []
     leftovers = direct.list_objects_v2(Bucket=bucket, Prefix="uploads/").get("Contents", [])

@@ -190,6 +190,16 @@ def gateway_any(request: pytest.FixtureRequest) -> GatewayProcess:
     return proc
 
 
+def run_sweep(proc: GatewayProcess, timeout: float = 60.0) -> str:
+    """Run ``gateway sweep`` with the gateway's environment; its report (stdout)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "sweep"], env=proc.env, cwd=proc.workdir,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def staff_headers(proc: GatewayProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {proc.env['GATEWAY_STAFF_TOKEN']}"}
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.gateway import GatewayProcess, ticket_comments
+from tests.support.gateway import GatewayProcess, run_sweep, ticket_comments
 from tests.tus.support import (
     OCTETS,
     TUS,
@@ -230,13 +228,9 @@ def test_sweep_removes_unused_partials_and_old_markers(gateway_file: GatewayProc
     assert (root / "files" / upload_id / "data").exists()
     assert len(list((root / "joined").iterdir())) == 2
     time.sleep(4.5)
-    swept = subprocess.run(
-        [sys.executable, "-m", "gateway", "sweep"], env=gateway_file.env,
-        capture_output=True, text=True, timeout=60, cwd=gateway_file.workdir,
-    )  # fmt: skip
-    assert swept.returncode == 0, swept.stderr
-    assert "expired uploads removed: 1" in swept.stdout
-    assert "expired concatenation markers removed: 2" in swept.stdout
+    report = run_sweep(gateway_file)
+    assert "expired uploads removed: 1" in report
+    assert "expired concatenation markers removed: 2" in report
     assert not (root / "files" / upload_id / "data").exists()
     assert not list((root / "uploads").rglob("*"))
     assert (root / "files" / file_id / "data").exists()  # the joined file itself stays

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.gateway import GatewayProcess, start_gateway
+from tests.support.gateway import GatewayProcess, run_sweep, start_gateway
 from tests.tus.support import OCTETS, create, head, patch, receipt, stored_sha256
 
 MiB = 1024 * 1024
@@ -108,12 +106,7 @@ def test_sweep_removes_expired_unfinished_uploads(gateway_s3: GatewayProcess, se
         assert listed.get("KeyCount", 0) > 0
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
         time.sleep(3.5)
-        swept = subprocess.run(
-            [sys.executable, "-m", "gateway", "sweep"], env=gateway_s3.env,
-            capture_output=True, text=True, timeout=60, cwd=gateway_s3.workdir,
-        )  # fmt: skip
-        assert swept.returncode == 0, swept.stderr
-        assert "expired uploads removed: 1" in swept.stdout
+        assert "expired uploads removed: 1" in run_sweep(gateway_s3)
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}uploads/{upload_id}/")
         assert listed.get("KeyCount", 0) == 0
         assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
