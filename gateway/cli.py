@@ -148,15 +148,28 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
     default=2,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Files uploaded at the same time. Each file is one tus upload sent chunk by chunk; "
-    "the next chunk is read from disk while the current one is sent.",
+    help="Files uploaded at the same time.",
+)
+@click.option(
+    "--streams",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Parts of one file uploaded at the same time (tus concatenation). A file is cut "
+    "into up to N ranges of whole chunks, every range but the last at least one chunk and "
+    "5 MiB, so smaller files get fewer. A file too small for two ranges or over the link's "
+    "cap, or every file when the server lacks concatenation, goes as one upload in order. "
+    "The server joins the "
+    "parts at the end (one more pass over the file), so 1 is quicker close to it. "
+    "Requests at once: up to --parallel x --streams.",
 )
 @click.option(
     "--chunk-size",
     type=_Size(),
     default="16MiB",
     show_default=True,
-    help="Bytes per request; each file holds two chunks in memory (sending, read ahead).",
+    help="Bytes per request. Memory: one chunk per stream, or two (sending, read ahead) "
+    "for a file sent as one upload.",
 )
 @click.option(
     "--retries",
@@ -167,7 +180,13 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upload(
-    url: str, files: tuple[str, ...], parallel: int, chunk_size: int, retries: int, quiet: bool
+    url: str,
+    files: tuple[str, ...],
+    parallel: int,
+    streams: int,
+    chunk_size: int,
+    retries: int,
+    quiet: bool,
 ) -> None:
     """Upload FILES to an upload link; re-run the same command to resume.
 
@@ -182,8 +201,8 @@ def upload(
 
     sys.exit(
         run_upload(
-            url, list(files), parallel=parallel, chunk_size=chunk_size, retries=retries,
-            quiet=quiet,
+            url, list(files), parallel=parallel, streams=streams, chunk_size=chunk_size,
+            retries=retries, quiet=quiet,
         )
     )  # fmt: skip
 

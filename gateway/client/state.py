@@ -45,7 +45,8 @@ def fingerprint(path: Path, endpoint: str) -> str:
 
 
 class StateFile:
-    """A JSON map fingerprint -> {"url": upload URL, ...}."""
+    """A JSON map fingerprint -> {"url": upload URL, ...}, or for a file sent in streams
+    {"parts": [{"url", "start", "end"}, ...], "final": URL, ...} (see :mod:`.streams`)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

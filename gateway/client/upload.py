@@ -1,17 +1,21 @@
 """``gateway upload URL FILE...``: a resumable tus client for scripts and terminals.
 
-Each file goes up as one tus upload in PATCH requests of ``chunk_size``
-bytes, each with ``Upload-Checksum: sha256``. While one chunk is being sent
-the next is already read from disk and hashed (one chunk of prefetch), so
-the disk and the network work at the same time. ``parallel`` files go up at
-once. Failures (network errors, 5xx, 409, 423, 429, 460) are retried with
-exponential backoff and jitter, honouring ``Retry-After``; after each
-failure the client asks the server (HEAD) where the upload stands.
+A file goes up in PATCH requests of ``chunk_size`` bytes, each with
+``Upload-Checksum: sha256``. A large file is cut into up to ``streams``
+contiguous ranges (see :mod:`gateway.client.streams`) sent at the same time
+as tus partial uploads, which a final upload (tus concatenation) then joins;
+a small file (or any file when the server does not offer concatenation,
+or one over the link's cap) goes up as one upload in order, the next chunk
+read from disk and hashed while one is sent. ``parallel`` files go up at once. Failures (network
+errors, 5xx, 409, 423, 429, 460) are retried with exponential backoff and
+jitter, honouring ``Retry-After``; after each failure the client asks the
+server (HEAD) where that upload stands.
 
-Re-running the same command resumes: the tus URL of every unfinished upload
-is kept in a state file under the file's fingerprint (see
-:mod:`gateway.client.state`). The whole file's SHA-256 is computed locally
-and compared with the server's receipt at the end.
+Re-running the same command resumes: the tus URLs of every unfinished file
+(its upload, or its partials and final) are kept in a state file under the
+file's fingerprint (see :mod:`gateway.client.state`). The whole file's
+SHA-256 is computed locally, in file order, and compared with the server's
+receipt at the end.
 
 Output: a progress bar per file on stderr, and on stdout one final line per
 file that scripts can parse::
@@ -32,7 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +52,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from gateway.client import retry
+from gateway.client import retry, streams
 from gateway.client.state import StateFile, fingerprint, state_dir
+from gateway.client.streams import Offer, Part, Span
 
 TUS = {"Tus-Resumable": "1.0.0"}
 SLICE = 256 * 1024
+HASH_BLOCK = 4 * 1024 * 1024
+POLL_INTERVAL = 1.0
+MAX_POLL_INTERVAL = 10.0
 TIMEOUT = httpx.Timeout(connect=15.0, read=300.0, write=120.0, pool=60.0)
 
 
@@ -129,6 +137,123 @@ class _FileHash:
         return self.state.hexdigest()
 
 
+def _sha256_of(path: Path, size: int, stop: threading.Event) -> str:
+    """The first ``size`` bytes' SHA-256, read in order (streams finish out of order)."""
+    digest = hashlib.sha256()
+    done = 0
+    with open(path, "rb") as fh:
+        while done < size:
+            if stop.is_set():
+                raise Failed("stopped")
+            block = fh.read(min(HASH_BLOCK, size - done))
+            if not block:
+                raise Failed("file-changed", "the file shrank while uploading")
+            digest.update(block)
+            done += len(block)
+    return digest.hexdigest()
+
+
+class _Reader:
+    """Chunks of one range of the file. With ``ahead``, the next chunk is read from disk
+    and hashed on a worker thread while this one is sent."""
+
+    def __init__(self, path: Path, end: int, chunk_size: int, *, ahead: bool) -> None:
+        self.path = path
+        self.end = end
+        self.chunk_size = chunk_size
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, "prefetch") if ahead else None
+        self.next: concurrent.futures.Future[_Chunk] | None = None
+        self.next_offset = -1
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def get(self, offset: int) -> _Chunk:
+        pending, self.next = self.next, None
+        if pending is not None and self.next_offset == offset:
+            chunk = pending.result()
+        else:
+            chunk = self._read(offset)
+        following = offset + len(chunk.data)
+        if self.pool is not None and following < self.end:
+            self.next_offset = following
+            self.next = self.pool.submit(self._read, following)
+        return chunk
+
+    def _read(self, offset: int) -> _Chunk:
+        want = min(self.chunk_size, self.end - offset)
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(want)
+        if len(data) < want:
+            raise Failed("file-changed", "the file shrank while uploading")
+        return _Chunk(offset, data)
+
+
+class _Meter:
+    """One progress bar per file: the sum of what each of its streams has sent."""
+
+    def __init__(self, progress: Progress | None, name: str, size: int) -> None:
+        self.progress = progress
+        self.name = name
+        self.task: TaskID | None = None if progress is None else progress.add_task(name, total=size)
+        self.sent: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def at(self, stream: int, sent: int) -> None:
+        if self.progress is None or self.task is None:
+            return
+        with self.lock:
+            self.sent[stream] = sent
+            total = sum(self.sent.values())
+            self.progress.update(self.task, completed=total)
+
+    def note(self, text: str = "") -> None:
+        """Say what the file is waiting for next to its name ("" to clear it)."""
+        if self.progress is not None and self.task is not None:
+            shown = f"{self.name} ({text})" if text else self.name
+            self.progress.update(self.task, description=shown)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One file being uploaded: where it is, its state-file key, its size, its bar."""
+
+    path: Path
+    key: str
+    size: int
+    meter: _Meter
+
+
+@dataclass
+class _Stream:
+    """One tus upload carrying ``span`` of the file: the whole file, or a partial."""
+
+    index: int
+    url: str
+    span: Span
+    meter: _Meter
+    stop: threading.Event = field(default_factory=threading.Event)
+    ahead: bool = False  # read the next chunk while one is sent (a lone stream)
+
+
+def _unsent(exc: httpx.TransportError) -> bool:
+    """The request certainly never reached the server (safe to send again)."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _metadata(path: Path) -> str:
+    metadata = f"filename {_b64(path.name)}"
+    kind, _ = mimetypes.guess_type(path.name)
+    if kind:
+        metadata += f",filetype {_b64(kind)}"
+    return metadata
+
+
 class _Uploader:
     def __init__(
         self,
@@ -139,6 +264,7 @@ class _Uploader:
         *,
         chunk_size: int,
         retries: int,
+        streams: int = 1,
     ) -> None:
         self.client = client
         self.link = link
@@ -147,6 +273,9 @@ class _Uploader:
         self.progress = progress
         self.chunk_size = chunk_size
         self.retries = retries
+        self.streams = streams
+        self._offer: Offer | None = None
+        self._asked = threading.Lock()
 
     # -- requests with retries ------------------------------------------------------
 
@@ -158,8 +287,12 @@ class _Uploader:
                 delay = min(max(hinted, 0.1), retry.MAX_DELAY * 5)
         time.sleep(delay)
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One idempotent request (HEAD, POST creation, GET), retried on transient failure."""
+    def _request(
+        self, method: str, url: str, *, resend: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One request, retried on transient failure. With ``resend=False`` (a request
+        that is not idempotent) a network error is retried only if the request was never
+        sent; an answer the server gave is retried as usual."""
         last = ""
         for attempt in range(self.retries + 1):
             response: httpx.Response | None = None
@@ -170,130 +303,302 @@ class _Uploader:
                 last = f"http-{response.status_code}"
             except httpx.TransportError as exc:
                 last = "network"
-                if attempt == self.retries:
+                if attempt == self.retries or not (resend or _unsent(exc)):
                     raise Failed("network", str(exc)) from exc
             if attempt < self.retries:
                 self._wait(attempt, response)
         raise Failed(last or "network")
 
+    def _server_offer(self) -> Offer:
+        """What the server's ``OPTIONS`` says (asked once per run)."""
+        with self._asked:
+            if self._offer is None:
+                response = self._request("OPTIONS", self.endpoint, headers=TUS)
+                if response.status_code in (200, 204):
+                    headers = response.headers
+                    self._offer = Offer.parse(
+                        headers.get("tus-extension"), headers.get("tus-max-size")
+                    )
+                else:
+                    self._offer = Offer(concatenation=False)
+            return self._offer
+
     # -- one file -------------------------------------------------------------------
 
     def upload(self, path: Path, name: str) -> Result:
         size = path.stat().st_size
-        key = fingerprint(path, self.link)
-        task = self._task(name, size)
-        url, offset, file_id = self._resume(key, size)
-        if url is None:
-            url, offset, file_id = self._create(path, size)
-            self.states.put(
-                key, {"url": url, "file": str(path.resolve()), "size": size, "at": time.time()}
-            )
-        self._advance(task, offset)
-        whole = _FileHash(path)
-        if file_id is None:
-            file_id = self._send(path, url, size, offset, whole, task)
-        digest = whole.finish(size)
+        job = _Job(path, fingerprint(path, self.link), size, _Meter(self.progress, name, size))
+        file_id, digest = self._transfer(job)
         try:
             self._check_receipt(file_id, size, digest)
         finally:
-            self.states.drop(key)
+            self.states.drop(job.key)
         return Result(name=name, ok=True, sha256=digest, size=size)
 
-    def _task(self, name: str, size: int) -> TaskID | None:
-        if self.progress is None:
+    def _transfer(self, job: _Job) -> tuple[str, str]:
+        """Resume what the state file remembers, else start: the file id and SHA-256."""
+        entry = self.states.get(job.key) or {}
+        parts = streams.read_parts(entry, job.size, self.endpoint)
+        if parts is not None:
+            resumed = self._resume_concat(job, parts, entry)
+            if resumed is not None:
+                return resumed
+        elif (single := self._resume_single(job, entry)) is not None:
+            return self._single(job, *single)
+        spans = streams.choose(
+            job.size, streams=self.streams, chunk_size=self.chunk_size,
+            offer=self._server_offer,
+        )  # fmt: skip
+        if len(spans) > 1:
+            parts = [Part(self._create_partial(span), span) for span in spans]
+            self._remember(job, streams.parts_entry(parts))
+            return self._concat(job, parts, offsets=[0] * len(parts))
+        url, file_id = self._create(job)
+        self._remember(job, {"url": url})
+        return self._single(job, url, 0, file_id)
+
+    def _remember(self, job: _Job, entry: dict[str, Any]) -> None:
+        about = {"file": str(job.path.resolve()), "size": job.size, "at": time.time()}
+        self.states.put(job.key, {**entry, **about})
+
+    # -- one upload for the whole file ----------------------------------------------
+
+    def _resume_single(
+        self, job: _Job, entry: dict[str, Any]
+    ) -> tuple[str, int, str | None] | None:
+        url = entry.get("url")
+        if not isinstance(url, str) or not url.startswith(self.endpoint):
             return None
-        return self.progress.add_task(name, total=size)
-
-    def _advance(self, task: TaskID | None, completed: int) -> None:
-        if self.progress is not None and task is not None:
-            self.progress.update(task, completed=completed)
-
-    def _resume(self, key: str, size: int) -> tuple[str | None, int, str | None]:
-        entry = self.states.get(key)
-        if entry is None or not isinstance(entry.get("url"), str):
-            return None, 0, None
-        url: str = entry["url"]
-        if not url.startswith(self.endpoint):
-            return None, 0, None
         response = self._request("HEAD", url, headers=TUS)
-        if response.status_code != 200:
-            self.states.drop(key)  # 404/410: gone or expired, start over
-            return None, 0, None
         length = response.headers.get("upload-length")
         offset_text = response.headers.get("upload-offset", "")
-        if length != str(size) or not offset_text.isdigit():
-            self.states.drop(key)
-            return None, 0, None
+        if response.status_code != 200 or length != str(job.size) or not offset_text.isdigit():
+            self.states.drop(job.key)  # 404/410: gone or expired, start over
+            return None
         return url, int(offset_text), response.headers.get("x-gateway-file-id")
 
-    def _create(self, path: Path, size: int) -> tuple[str, int, str | None]:
-        metadata = f"filename {_b64(path.name)}"
-        kind, _ = mimetypes.guess_type(path.name)
-        if kind:
-            metadata += f",filetype {_b64(kind)}"
-        headers = {**TUS, "Upload-Length": str(size), "Upload-Metadata": metadata}
+    def _create(self, job: _Job) -> tuple[str, str | None]:
+        headers = {**TUS, "Upload-Length": str(job.size), "Upload-Metadata": _metadata(job.path)}
         response = self._request("POST", self.endpoint, headers=headers)
         if response.status_code != 201 or "location" not in response.headers:
-            raise Failed(f"http-{response.status_code}", _message(response))
-        return response.headers["location"], 0, response.headers.get("x-gateway-file-id")
+            raise Failed(_reason(response), _message(response))
+        return response.headers["location"], response.headers.get("x-gateway-file-id")
 
-    def _read(self, path: Path, offset: int, size: int) -> _Chunk:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(min(self.chunk_size, size - offset))
-        if offset + len(data) < size and len(data) < self.chunk_size:
-            raise Failed("file-changed", "the file shrank while uploading")
-        return _Chunk(offset, data)
+    def _single(self, job: _Job, url: str, offset: int, file_id: str | None) -> tuple[str, str]:
+        job.meter.at(0, offset)
+        whole = _FileHash(job.path)
+        if file_id is None:
+            stream = _Stream(0, url, Span(0, job.size), job.meter, ahead=True)
+            file_id = self._send(job.path, stream, offset, whole)
+            if not file_id:
+                raise Failed("no-receipt", "the server did not name the file")
+        return file_id, whole.finish(job.size)
+
+    # -- partial uploads joined by a final one (tus concatenation) ------------------
+
+    def _resume_concat(
+        self, job: _Job, parts: list[Part], entry: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """Continue remembered partials, or wait for their final upload. None when the
+        server no longer has them, after forgetting them: the file starts over."""
+        final = streams.read_final(entry, self.endpoint)
+        if final is not None:
+            if self._request("HEAD", final, headers=TUS).status_code == 200:
+                return self._concat(job, parts, final=final)
+        else:
+            offsets = self._part_offsets(parts)
+            present = [offset for offset in offsets or [] if offset is not None]
+            if len(present) == len(parts):
+                return self._concat(job, parts, offsets=present)
+            if offsets is not None:
+                # Gone: the server joined them already (the answer to our final POST was
+                # lost, and the same POST now names that file) or they expired.
+                response = self._post_final(job, parts)
+                if response.status_code not in (400, 404, 410):
+                    final, file_id = _final_of(response)
+                    return self._concat(job, parts, final=final, file_id=file_id)
+        self._abandon(job.key, parts)
+        return None
+
+    def _part_offsets(self, parts: list[Part]) -> list[int | None] | None:
+        """Where each partial stands (None for one the server no longer has), or None
+        if one is not what we remember."""
+        offsets: list[int | None] = []
+        for part in parts:
+            response = self._request("HEAD", part.url, headers=TUS)
+            if response.status_code in (404, 410):
+                offsets.append(None)
+                continue
+            length = response.headers.get("upload-length")
+            offset_text = response.headers.get("upload-offset", "")
+            if response.status_code != 200 or length != str(part.span.length):
+                return None
+            if not offset_text.isdigit():
+                return None
+            offsets.append(int(offset_text))
+        return offsets
+
+    def _abandon(self, key: str, parts: list[Part]) -> None:
+        """Forget remembered partials and ask the server to remove what is left of them
+        (best effort: the server also sweeps them when the link expires)."""
+        self.states.drop(key)
+        for part in parts:
+            try:
+                self.client.delete(part.url, headers=TUS)
+            except httpx.HTTPError:
+                pass
+
+    def _create_partial(self, span: Span) -> str:
+        headers = {**TUS, "Upload-Concat": "partial", "Upload-Length": str(span.length)}
+        response = self._request("POST", self.endpoint, headers=headers)
+        if response.status_code != 201 or "location" not in response.headers:
+            raise Failed(_reason(response), _message(response))
+        return response.headers["location"]
+
+    def _concat(
+        self,
+        job: _Job,
+        parts: list[Part],
+        *,
+        offsets: list[int] | None = None,
+        final: str | None = None,
+        file_id: str | None = None,
+    ) -> tuple[str, str]:
+        """Send the partials from ``offsets`` and create the final upload (unless it
+        exists), wait for the file; the whole file is hashed in order meanwhile."""
+        stop = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(len(parts) + 1, "stream") as pool:
+            hashing = pool.submit(_sha256_of, job.path, job.size, stop)
+            try:
+                if final is None:
+                    self._send_parts(job, parts, offsets or [0] * len(parts), pool, stop)
+                    final, file_id = _final_of(self._post_final(job, parts))
+                for index, part in enumerate(parts):
+                    job.meter.at(index, part.span.length)
+                if file_id is None:
+                    self._remember(job, streams.parts_entry(parts, final))
+                    job.meter.note("assembling")
+                    file_id = self._await_final(final)
+                    job.meter.note()
+                return file_id, hashing.result()
+            except BaseException:
+                stop.set()
+                raise
+
+    def _send_parts(
+        self,
+        job: _Job,
+        parts: list[Part],
+        offsets: list[int],
+        pool: concurrent.futures.Executor,
+        stop: threading.Event,
+    ) -> None:
+        """Every partial at once, each in order from its offset; the first failure stops
+        the others (after their current chunk) and is raised."""
+        futures: list[concurrent.futures.Future[str | None]] = []
+        for index, (part, offset) in enumerate(zip(parts, offsets, strict=True)):
+            stream = _Stream(index, part.url, part.span, job.meter, stop)
+            job.meter.at(index, offset)
+            if offset < part.span.length:
+                start = part.span.start + offset
+                futures.append(pool.submit(self._send, job.path, stream, start, None))
+        if not futures:
+            return
+        done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and (error := future.exception()) is not None:
+                stop.set()
+                concurrent.futures.wait(futures)
+                raise error
+
+    def _post_final(self, job: _Job, parts: list[Part]) -> httpx.Response:
+        """POST the final upload that joins ``parts``.
+
+        Not repeated after a network error that may have reached the server: a second
+        final upload of the same partials while the first is still being joined would
+        deliver the file twice. (Once joined, the server answers an identical POST with
+        the same file.)"""
+        headers = {
+            **TUS,
+            "Upload-Concat": streams.final_header(parts),
+            "Upload-Metadata": _metadata(job.path),
+        }
+        return self._request("POST", self.endpoint, resend=False, headers=headers)
+
+    def _await_final(self, url: str) -> str:
+        """Poll the final upload until the server has joined the partials (a HEAD also
+        restarts a join that a server restart interrupted)."""
+        while True:
+            response = self._request("HEAD", url, headers=TUS)
+            if response.status_code != 200:
+                raise Failed(_reason(response), _message(response))
+            file_id: str = response.headers.get("x-gateway-file-id", "")
+            if file_id:
+                return file_id
+            hinted = retry.retry_after(response.headers.get("retry-after"), time.time())
+            time.sleep(min(max(hinted or POLL_INTERVAL, 0.2), MAX_POLL_INTERVAL))
+
+    # -- sending one stream ---------------------------------------------------------
 
     def _send(
-        self, path: Path, url: str, size: int, offset: int, whole: _FileHash, task: TaskID | None
-    ) -> str:
+        self, path: Path, stream: _Stream, offset: int, whole: _FileHash | None
+    ) -> str | None:
+        """PATCH the stream's bytes from file position ``offset`` to the end of its span.
+
+        Returns the file id the server names when the upload completes the file (None
+        for a partial). A lone stream reads ahead; several keep each other busy.
+        """
         failures = 0
         last_reason = ""
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch") as disk:
-            ahead = disk.submit(self._read, path, offset, size)
+        span = stream.span
+        with _Reader(path, span.end, self.chunk_size, ahead=stream.ahead) as reader:
             while True:
-                chunk = ahead.result()
-                if chunk.offset != offset:
-                    ahead = disk.submit(self._read, path, offset, size)
-                    continue
-                end = offset + len(chunk.data)
-                if end < size:  # read the next chunk while this one is on the wire
-                    ahead = disk.submit(self._read, path, end, size)
-                whole.cover(chunk)
-                response: httpx.Response | None = None
-                try:
-                    response = self._patch(url, chunk, task)
-                except httpx.TransportError:
+                if stream.stop.is_set():
+                    raise Failed("stopped")
+                response = self._attempt(reader, stream, offset, whole)
+                if response is None:
                     last_reason = "network"
-                if response is not None and response.status_code == 204:
-                    offset = int(response.headers.get("upload-offset", end))
+                elif response.status_code == 204:
+                    sent = min(offset + self.chunk_size, span.end) - span.start
+                    offset = span.start + int(response.headers.get("upload-offset", sent))
                     failures = 0
-                    self._advance(task, offset)
-                    if offset >= size:
-                        file_id: str = response.headers.get("x-gateway-file-id", "")
-                        if not file_id:
-                            raise Failed("no-receipt", "the server did not name the file")
+                    stream.meter.at(stream.index, offset - span.start)
+                    if offset >= span.end:
+                        file_id: str | None = response.headers.get("x-gateway-file-id")
                         return file_id
                     continue
-                if response is not None:
-                    if not retry.retryable(response.status_code):
-                        raise Failed(_reason(response), _message(response))
+                elif not retry.retryable(response.status_code):
+                    raise Failed(_reason(response), _message(response))
+                else:
                     last_reason = _reason(response)
                 failures += 1
                 if failures > self.retries:
                     raise Failed(last_reason or "network")
                 self._wait(failures - 1, response)
-                offset, done = self._where(url, size)
-                self._advance(task, offset)
-                if done is not None:
+                offset, done = self._where(stream)
+                stream.meter.at(stream.index, offset - span.start)
+                if offset >= span.end:
                     return done
 
-    def _patch(self, url: str, chunk: _Chunk, task: TaskID | None) -> httpx.Response:
+    def _attempt(
+        self, reader: _Reader, stream: _Stream, offset: int, whole: _FileHash | None
+    ) -> httpx.Response | None:
+        """Read, hash and PATCH one chunk from ``offset``; None after a network error.
+        (The chunk is let go on return, before the next one is read.)"""
+        chunk = reader.get(offset)
+        if whole is not None:
+            whole.cover(chunk)
+        try:
+            return self._patch(stream, chunk)
+        except httpx.TransportError:
+            return None
+
+    def _patch(self, stream: _Stream, chunk: _Chunk) -> httpx.Response:
+        at = chunk.offset - stream.span.start
         headers = {
             **TUS,
             "Content-Type": "application/offset+octet-stream",
-            "Upload-Offset": str(chunk.offset),
+            "Upload-Offset": str(at),
             "Upload-Checksum": f"sha256 {chunk.checksum}",
             "Content-Length": str(len(chunk.data)),
         }
@@ -303,20 +608,20 @@ class _Uploader:
             for start in range(0, len(view), SLICE):
                 piece = view[start : start + SLICE]
                 yield bytes(piece)
-                if self.progress is not None and task is not None:
-                    self.progress.update(task, completed=chunk.offset + start + len(piece))
+                stream.meter.at(stream.index, at + start + len(piece))
 
-        return self.client.patch(url, content=body(), headers=headers)
+        return self.client.patch(stream.url, content=body(), headers=headers)
 
-    def _where(self, url: str, size: int) -> tuple[int, str | None]:
-        """Ask the server where the upload stands (after a failure)."""
-        response = self._request("HEAD", url, headers=TUS)
+    def _where(self, stream: _Stream) -> tuple[int, str | None]:
+        """Ask the server where the upload stands (after a failure): a file position, and
+        the file id if the upload is complete."""
+        response = self._request("HEAD", stream.url, headers=TUS)
         if response.status_code in (404, 410):
             raise Failed(f"http-{response.status_code}", "the upload is gone on the server")
         if response.status_code != 200:
             raise Failed(_reason(response), _message(response))
-        offset = int(response.headers.get("upload-offset", "0"))
-        done = response.headers.get("x-gateway-file-id") if offset >= size else None
+        offset = stream.span.start + int(response.headers.get("upload-offset", "0"))
+        done = response.headers.get("x-gateway-file-id") if offset >= stream.span.end else None
         return offset, done
 
     def _check_receipt(self, file_id: str, size: int, digest: str) -> None:
@@ -331,6 +636,16 @@ class _Uploader:
                     raise Failed("checksum-mismatch", "the server stored different bytes")
                 return
         raise Failed("no-receipt", "the server has no receipt for the file")
+
+
+def _final_of(response: httpx.Response) -> tuple[str, str | None]:
+    """A final upload's URL, and the file id if the server joined the partials before
+    answering; any refusal fails the file."""
+    if response.status_code != 201 or "location" not in response.headers:
+        raise Failed(_reason(response), _message(response))
+    done = "upload-offset" in response.headers
+    file_id: str | None = response.headers.get("x-gateway-file-id") if done else None
+    return response.headers["location"], file_id
 
 
 def _reason(response: httpx.Response) -> str:
@@ -364,6 +679,7 @@ def run_upload(
     chunk_size: int,
     retries: int,
     quiet: bool,
+    streams: int = 1,
 ) -> int:
     """Upload ``files`` to the link ``url``; print one final line per file; 0 if all OK."""
     err = Console(stderr=True)
@@ -372,14 +688,19 @@ def run_upload(
     except Failed as exc:
         err.print(f"gateway upload: {exc}")
         return 2
-    if chunk_size < 1 or parallel < 1 or retries < 0:
-        err.print("gateway upload: --chunk-size and --parallel must be positive")
+    if chunk_size < 1 or parallel < 1 or streams < 1 or retries < 0:
+        err.print("gateway upload: --chunk-size, --parallel and --streams must be positive")
         return 2
     states = StateFile(state_dir())
     progress = None if quiet else _progress(err)
     results: dict[str, Result] = {}
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-        uploader = _Uploader(client, link, states, progress, chunk_size=chunk_size, retries=retries)
+    # Every stream of every file at once has its own connection, plus a few spare.
+    limits = httpx.Limits(max_connections=parallel * streams + 4)
+    with httpx.Client(timeout=TIMEOUT, limits=limits, follow_redirects=False) as client:
+        uploader = _Uploader(
+            client, link, states, progress, chunk_size=chunk_size, retries=retries,
+            streams=streams,
+        )  # fmt: skip
 
         def one(name: str) -> Result:
             try:

@@ -1,4 +1,5 @@
-"""``gateway upload``: completing, killed and re-run, output format, exit codes."""
+"""``gateway upload``: completing, killed and re-run, output format, exit codes, and one
+file sent as several partial uploads at once (tus concatenation)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.support.gateway import GatewayProcess
-from tests.tus.support import TUS, random_file, receipts
+from gateway.client.state import StateFile, fingerprint
+from gateway.client.streams import Part, final_header, parts_entry, split
+from gateway.client.upload import link_of
+from tests.support.gateway import GatewayProcess, ticket_comments
+from tests.tus.support import TUS, b64, random_file, receipts
 
 MiB = 1024 * 1024
 
@@ -63,6 +71,13 @@ def test_failures_exit_non_zero(gateway_file: GatewayProcess, tmp_path: Path) ->
     assert lines[-1].startswith("FAILED http-404 ")
     code, _, err = run(["http://127.0.0.1:1/not-a-link", str(ok)], tmp_path / "st")
     assert code == 2 and "not an upload link" in err
+    # A file over the cap that would go in streams is refused before any part is sent.
+    capped_link = gateway_file.link("502", max_size=12 * MiB)
+    large = tmp_path / "large.bin"
+    random_file(large, 20 * MiB)
+    code, lines, _ = run([capped_link, str(large), "--chunk-size", "1MiB"], tmp_path / "st2")
+    assert code == 1 and lines == [f"FAILED http-413 {large}"]
+    assert state_entries(tmp_path / "st2") == []  # no partial uploads were made
 
 
 def test_killed_and_rerun_resumes(gateway_any: GatewayProcess, tmp_path: Path) -> None:
@@ -72,7 +87,9 @@ def test_killed_and_rerun_resumes(gateway_any: GatewayProcess, tmp_path: Path) -
     sha = random_file(path, size)
     state = tmp_path / "st"
     state_file = state / "upload-gateway" / "uploads.json"
-    proc = cli([link, str(path), "--chunk-size", "1MiB", "--quiet"], state)
+    # One upload for the whole file, as every earlier version of the client made them; the
+    # re-run below (default --streams) continues it rather than starting over in parts.
+    proc = cli([link, str(path), "--chunk-size", "1MiB", "--streams", "1", "--quiet"], state)
     url = None
     offset = 0
     deadline = time.monotonic() + 60
@@ -97,3 +114,168 @@ def test_killed_and_rerun_resumes(gateway_any: GatewayProcess, tmp_path: Path) -
     assert len(files) == 1  # resumed, not started over
     assert files[0]["sha256"] == sha and files[0]["route"] == "storage"
     assert files[0]["file_id"] == url.rsplit("/", 1)[-1]
+
+
+def state_entries(state: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads((state / "upload-gateway" / "uploads.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return list(data.values())
+
+
+@contextmanager
+def partials_seen(state: Path) -> Iterator[dict[str, list[str]]]:
+    """Watch the state file while the client runs: the partial URLs of each file."""
+    seen: dict[str, list[str]] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for entry in state_entries(state):
+                if "parts" in entry:
+                    seen[Path(entry["file"]).name] = [p["url"] for p in entry["parts"]]
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def test_streams_send_one_file_as_partials_joined_once(
+    gateway_any: GatewayProcess, tmp_path: Path
+) -> None:
+    link = gateway_any.link("504")
+    small, large = tmp_path / "small.bin", tmp_path / "large.bin"
+    sha_small = random_file(small, 12 * MiB + 3)  # two ranges (7 + 5 MiB): an attachment
+    sha_large = random_file(large, 30 * MiB)  # four ranges: a download link
+    state = tmp_path / "st"
+    args = [link, str(small), str(large), "--chunk-size", "1MiB", "--streams", "4", "--quiet"]
+    with partials_seen(state) as seen:
+        code, lines, err = run(args, state)
+    assert code == 0, err
+    assert lines == [f"OK {sha_small} {12 * MiB + 3} {small}", f"OK {sha_large} {30 * MiB} {large}"]
+    assert len(seen["small.bin"]) == 2 and len(seen["large.bin"]) == 4
+    assert state_entries(state) == []
+    # Exactly the two files have receipts: no partial upload was delivered on its own.
+    files = {r["filename"]: r for r in receipts(link)}
+    assert sorted(files) == ["large.bin", "small.bin"]
+    assert files["small.bin"]["sha256"] == sha_small and files["small.bin"]["route"] == "attachment"
+    assert files["large.bin"]["sha256"] == sha_large and files["large.bin"]["route"] == "storage"
+    partial_ids = {url.rsplit("/", 1)[-1] for urls in seen.values() for url in urls}
+    assert not partial_ids & {r["file_id"] for r in files.values()}
+    # ... and each file is on the ticket exactly once.
+    deadline = time.monotonic() + 30
+    while True:
+        comments = ticket_comments(gateway_any, "504", wait_for=1)
+        text = "\n".join(c["body"] for c in comments)
+        if text.count("[upload-gateway file ") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert text.count("[upload-gateway file ") == 2
+    for receipt in files.values():
+        assert text.count(f"[upload-gateway file {receipt['file_id']}]") == 1
+    attached = [a["file_name"] for c in comments for a in c.get("attachments", [])]
+    assert attached == ["small.bin"]
+
+
+def test_streams_killed_mid_upload_and_rerun_resume(
+    gateway_any: GatewayProcess, tmp_path: Path
+) -> None:
+    link = gateway_any.link("505")
+    path = tmp_path / "parts.bin"
+    size = 40 * MiB + 7
+    sha = random_file(path, size)
+    state = tmp_path / "st"
+    proc = cli([link, str(path), "--chunk-size", "1MiB", "--streams", "4", "--quiet"], state)
+    parts: list[dict[str, Any]] = []
+    offsets: list[int] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            entries = state_entries(state)
+            parts = entries[0].get("parts", []) if entries else []
+            if parts:
+                offsets = [
+                    int(httpx.head(p["url"], headers=TUS).headers.get("Upload-Offset", 0))
+                    for p in parts
+                ]
+                lengths = [p["end"] - p["start"] for p in parts]
+                moving = [0 < o < n for o, n in zip(offsets, lengths, strict=True)]
+                if sum(moving) >= 2 and sum(offsets) >= 3 * MiB:
+                    break
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(parts) == 4, "the client never sent the file in parts"
+    lengths = [p["end"] - p["start"] for p in parts]
+    unfinished = [o < n for o, n in zip(offsets, lengths, strict=True)]
+    assert sum(unfinished) >= 2, "the client finished before it could be killed"
+    code, lines, err = run([link, str(path), "--chunk-size", "4MiB"], state)
+    assert code == 0, err
+    assert lines == [f"OK {sha} {size} {path}"]
+    files = receipts(link)
+    assert len(files) == 1 and files[0]["sha256"] == sha and files[0]["size"] == size
+    assert state_entries(state) == []
+    # Resumed, not started over: every partial the killed run made was completed and used
+    # (a used one is complete or, once joined, gone), none left half sent.
+    for part, length in zip(parts, lengths, strict=True):
+        answer = httpx.head(part["url"], headers=TUS)
+        assert answer.status_code in (404, 410) or (
+            answer.status_code == 200 and int(answer.headers["Upload-Offset"]) == length
+        ), (part, answer.status_code, answer.headers)
+
+
+def test_streams_rerun_finds_the_final_upload(gateway_file: GatewayProcess, tmp_path: Path) -> None:
+    """A run that died after its final POST reached the server: re-running learns the file
+    that POST made, whether the client had heard of the final upload or not."""
+    link = gateway_file.link("506")
+    endpoint = f"{link}/tus/"
+    state = tmp_path / "st"
+    states = StateFile(state / "upload-gateway")
+    expected: list[str] = []
+    file_ids: list[str] = []
+    for name, remembers_final in (("lost-answer.bin", False), ("known-final.bin", True)):
+        path = tmp_path / name
+        size = 10 * MiB + 1
+        sha = random_file(path, size)
+        data = path.read_bytes()
+        parts = [Part(partial(endpoint, data[s.start : s.end]), s) for s in split(size, 2, MiB)]
+        joined = httpx.post(
+            endpoint,
+            headers={**TUS, "Upload-Concat": final_header(parts),
+                     "Upload-Metadata": f"filename {b64(name)}"},
+            timeout=60,
+        )  # fmt: skip
+        assert joined.status_code == 201, joined.text
+        file_ids.append(joined.headers["X-Gateway-File-Id"])
+        final = joined.headers["Location"] if remembers_final else None
+        states.put(fingerprint(path, link_of(link)), parts_entry(parts, final))
+        expected.append(f"OK {sha} {size} {path}")
+    args = [link, *(str(tmp_path / n) for n in ("lost-answer.bin", "known-final.bin"))]
+    code, lines, err = run([*args, "--chunk-size", "1MiB"], state)
+    assert code == 0, err
+    assert lines == expected
+    assert sorted(r["file_id"] for r in receipts(link)) == sorted(file_ids)  # no second copy
+    assert state_entries(state) == []
+
+
+def partial(endpoint: str, data: bytes) -> str:
+    created = httpx.post(
+        endpoint,
+        headers={**TUS, "Upload-Concat": "partial", "Upload-Length": str(len(data))},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    url = created.headers["Location"]
+    sent = httpx.patch(
+        url, content=data, timeout=60,
+        headers={**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+    )  # fmt: skip
+    assert sent.status_code == 204, sent.text
+    return url
