@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from gateway.errors import Code, GatewayError
 from gateway.signing import UploadLink
-from gateway.store.base import ObjectInfo, ObjectStore, Part, StorageError
+from gateway.store.base import ObjectInfo, ObjectStore, Part, PreconditionFailed, StorageError
 from gateway.uploads import records
 from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
@@ -384,7 +384,7 @@ class UploadEngine:
         total = 0
         for source in sources:
             total += await self._partial_size(link, source)
-        return await self.create(
+        record = await self.create(
             link,
             filename=filename,
             length=total,
@@ -394,6 +394,61 @@ class UploadEngine:
             concat=FINAL,
             sources=sources,
         )
+        return await self._claim(record)
+
+    async def _claim(self, record: UploadRecord) -> UploadRecord:
+        """Make ``record`` the one final upload of its partial uploads.
+
+        Each partial upload gets a marker naming its final upload, written only if
+        absent, so two final POSTs at once (a client retrying while the first
+        still copies) make one file: the later one is dropped and the earlier
+        one returned. A marker whose final upload no longer exists (a crash
+        between the two writes) is taken over.
+        """
+        claim = record.id.encode()
+        taken: list[str] = []
+        for source in record.sources:
+            key = records.final_key(source)
+            try:
+                await self.store.put(key, claim, if_absent=True)
+                taken.append(source)
+                continue
+            except PreconditionFailed:
+                pass
+            owner = (await self.store.get(key) or b"").decode(errors="replace")
+            existing = await self._live_final(owner)
+            finished = (
+                existing is None
+                and records.is_id(owner)
+                and (await self.store.head(records.meta_key(owner)) is not None)
+            )
+            if existing is None and not finished:
+                await self.store.put(key, claim)  # a stale claim: take it over
+                taken.append(source)
+                continue
+            for mine in taken:
+                await self.store.delete(records.final_key(mine))
+            await self.store.delete(records.info_key(record.id))
+            if existing is None:
+                # That final upload is a file now and its partial uploads are going:
+                # a retry finds the file (joined markers).
+                raise GatewayError(Code.CONFLICT, "These partial uploads were just joined.")
+            if existing.sources != record.sources:
+                raise GatewayError(
+                    Code.BAD_REQUEST,
+                    f"Partial upload {source} is already part of another final upload.",
+                )
+            return existing
+        return record
+
+    async def _live_final(self, upload_id: str) -> UploadRecord | None:
+        if not records.is_id(upload_id):
+            return None
+        raw = await self.store.get(records.info_key(upload_id))
+        if raw is None:
+            return None
+        record = UploadRecord.from_bytes(raw)
+        return record if record.concat == FINAL else None
 
     async def joined(self, link: UploadLink, sources: list[str]) -> FileRecord | None:
         """The file these partial uploads already became (a repeated final POST), if any."""
@@ -526,16 +581,17 @@ class UploadEngine:
         await self.on_finished(file)
         record.finished = True
         self.hashes.drop(record.id)
-        for info in await self.store.list(f"uploads/{record.id}/"):
-            if not info.key.endswith("/lock"):
-                await self.store.delete(info.key)
         marker = records.dumps(
             {"file_id": file.file_id, "sources": record.sources, "expires_at": record.expires_at}
         )
         for source in record.sources:
-            # The file is recorded and on its way: the partial uploads it was made of go,
-            # leaving a marker so that a client repeating its final POST learns the file.
+            # The file is recorded and on its way: a marker lets a client repeating its
+            # final POST learn the file, before anything that could be claimed again goes.
             await self.store.put(records.joined_key(source), marker)
+        for info in await self.store.list(f"uploads/{record.id}/"):
+            if not info.key.endswith("/lock"):
+                await self.store.delete(info.key)
+        for source in record.sources:
             await self.store.delete(records.data_key(source))
             for info in await self.store.list(f"uploads/{source}/"):
                 await self.store.delete(info.key)

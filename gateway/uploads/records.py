@@ -7,6 +7,7 @@ a restart loses nothing:
     uploads/{id}/tail.{n}      bytes received after the last full part; they
                                will open part n (stale once part n exists)
     uploads/{id}/lock          a short lease held by the request writing it
+    uploads/{id}/final         a partial upload's claim: its final upload's id
                                (a finished partial upload keeps its info.json
                                and files/{id}/data until a final upload uses it)
     names/{link}/{hash}        the unfinished raw PUT for a (link, filename)
@@ -53,6 +54,11 @@ def tail_key(upload_id: str, part: int) -> str:
 
 def lock_key(upload_id: str) -> str:
     return f"uploads/{upload_id}/lock"
+
+
+def final_key(upload_id: str) -> str:
+    """A partial upload's claim: the id of the final upload it is part of."""
+    return f"uploads/{upload_id}/final"
 
 
 def name_key(link_id: str, filename: str) -> str:

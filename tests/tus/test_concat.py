@@ -197,6 +197,35 @@ def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any
     assert len(receipts(link)) == 1
 
 
+def test_final_posts_at_once_make_one_file(gateway_s3: GatewayProcess) -> None:
+    """A client repeating its final POST while the first one still copies gets the same upload;
+    another final naming one of those partial uploads is refused."""
+    link = gateway_s3.link("707")
+    endpoint = f"{link}/tus/"
+    pieces = [os.urandom(128 * MiB), os.urandom(128 * MiB), b"spare"]
+    urls = [partial(endpoint, piece) for piece in pieces]
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(final(endpoint, urls[:2])))
+    thread.start()
+    time.sleep(0.5)
+    other = final(endpoint, urls[1:])
+    copying = not answers
+    again = final(endpoint, urls[:2])
+    thread.join(120)
+    assert copying, "the first final POST finished before the others; the test proves nothing"
+    assert other.status_code == 400, other.text
+    assert "already part of another final upload" in other.text
+    assert answers[0].status_code == again.status_code == 201, (answers[0].text, again.text)
+    assert answers[0].headers["Location"] == again.headers["Location"]
+    file_id = answers[0].headers["X-Gateway-File-Id"]
+    assert again.headers["X-Gateway-File-Id"] == file_id
+    data = b"".join(pieces[:2])
+    assert [(f["file_id"], f["sha256"]) for f in receipts(link)] == [
+        (file_id, hashlib.sha256(data).hexdigest())
+    ]
+    assert head(urls[2]).headers["Upload-Offset"] == "5"  # the refused final took nothing
+
+
 def final_upload_id(proc: GatewayProcess, seaweed: Any) -> str:
     """The id of the one final upload recorded in the gateway's bucket."""
     s3 = seaweed.client()
