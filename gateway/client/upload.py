@@ -241,11 +241,6 @@ class _Stream:
     ahead: bool = False  # read the next chunk while one is sent (a lone stream)
 
 
-def _unsent(exc: httpx.TransportError) -> bool:
-    """The request certainly never reached the server (safe to send again)."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-
-
 def _metadata(path: Path) -> str:
     metadata = f"filename {_b64(path.name)}"
     kind, _ = mimetypes.guess_type(path.name)
@@ -287,12 +282,8 @@ class _Uploader:
                 delay = min(max(hinted, 0.1), retry.MAX_DELAY * 5)
         time.sleep(delay)
 
-    def _request(
-        self, method: str, url: str, *, resend: bool = True, **kwargs: Any
-    ) -> httpx.Response:
-        """One request, retried on transient failure. With ``resend=False`` (a request
-        that is not idempotent) a network error is retried only if the request was never
-        sent; an answer the server gave is retried as usual."""
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried on transient failure (network errors, 5xx, 423, 429...)."""
         last = ""
         for attempt in range(self.retries + 1):
             response: httpx.Response | None = None
@@ -303,7 +294,7 @@ class _Uploader:
                 last = f"http-{response.status_code}"
             except httpx.TransportError as exc:
                 last = "network"
-                if attempt == self.retries or not (resend or _unsent(exc)):
+                if attempt == self.retries:
                     raise Failed("network", str(exc)) from exc
             if attempt < self.retries:
                 self._wait(attempt, response)
@@ -514,16 +505,14 @@ class _Uploader:
     def _post_final(self, job: _Job, parts: list[Part]) -> httpx.Response:
         """POST the final upload that joins ``parts``.
 
-        Not repeated after a network error that may have reached the server: a second
-        final upload of the same partials while the first is still being joined would
-        deliver the file twice. (Once joined, the server answers an identical POST with
-        the same file.)"""
+        Safe to repeat after a network error: the server answers a repeated POST with
+        the final upload it is already joining, or with the file it already made."""
         headers = {
             **TUS,
             "Upload-Concat": streams.final_header(parts),
             "Upload-Metadata": _metadata(job.path),
         }
-        return self._request("POST", self.endpoint, resend=False, headers=headers)
+        return self._request("POST", self.endpoint, headers=headers)
 
     def _await_final(self, url: str) -> str:
         """Poll the final upload until the server has joined the partials (a HEAD also
