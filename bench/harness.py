@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -76,6 +77,20 @@ class Harness:
             yield name
         finally:
             self.drop_bucket(name)
+
+    def warm(self, bucket: str) -> None:
+        """Write and delete one small object, so the bucket's volumes exist before timing."""
+        client = self.seaweed.client()
+        try:
+            client.put_object(Bucket=bucket, Key="warm-up", Body=b"x" * (1 << 20))
+            client.delete_object(Bucket=bucket, Key="warm-up")
+        finally:
+            client.close()
+
+    def settle(self) -> None:
+        """Write out dirty pages and let background work finish before a timed run."""
+        os.sync()
+        time.sleep(1.0)
 
     def drop_bucket(self, name: str) -> None:
         client = self.seaweed.client()
