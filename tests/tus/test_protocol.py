@@ -42,7 +42,7 @@ def test_options_advertises_the_server(gateway_file: GatewayProcess) -> None:
     assert r.headers["Tus-Max-Size"] == "123456789"
     extensions = set(r.headers["Tus-Extension"].split(","))
     assert {"creation", "creation-with-upload", "creation-defer-length", "termination",
-            "checksum", "expiration"} <= extensions  # fmt: skip
+            "checksum", "expiration", "concatenation"} <= extensions  # fmt: skip
     assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "md5", "sha256"}
     assert_cors(r)
 
