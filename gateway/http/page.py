@@ -45,7 +45,7 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 
 
 def chunk_size(raw: str | None) -> int:
-    """The client's PATCH size: ``?chunk=BYTES`` within sane bounds, else 8 MiB.
+    """The client's PATCH size: ``?chunk=BYTES`` within sane bounds, else 16 MiB (a part).
 
     Only the partner's own browser is affected, so the knob is harmless; tests
     use it to make mid-upload states observable on a fast loopback.

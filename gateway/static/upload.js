@@ -3,7 +3,8 @@
  * the page works straight from the Python package under a strict CSP.
  *
  * Each file: POST to create (or HEAD to resume a URL remembered in
- * localStorage), then PATCH chunks with `Upload-Checksum: sha256 ...`.
+ * localStorage), then PATCH chunks with `Upload-Checksum: sha256 ...`: each
+ * body is the file's own slice, read and checksummed one chunk ahead.
  * Network errors, 5xx, 409 and 429 are retried with backoff (HEAD first for
  * the true offset); `offline`/`online` events pause and wake the retries.
  * 423 (another request holds the upload's write lease, e.g. one a killed
@@ -268,6 +269,8 @@
     this.current = null;
     this.wake = null;
     this.gen = 0;
+    this.ahead = null; // the next chunk, read and checksummed while one is on the wire
+    this.reading = Promise.resolve(); // chunk reads run one at a time, in order
     this.buildRow();
   }
 
@@ -366,6 +369,7 @@
   };
 
   Upload.prototype.abortCurrent = function () {
+    this.ahead = null;
     if (this.current) this.current.xhr.abort();
     if (this.wake) this.wake();
   };
@@ -499,33 +503,61 @@
   };
 
   /*
-   * One PATCH from the offset the gateway last reported. The chunk is read from the file
-   * afresh every time and its checksum is taken from exactly the bytes sent, so a retry
-   * (after a 460, a lost connection or a gateway restart) never repeats an old chunk or
-   * an old checksum, whatever offset the gateway reports (chunk-aligned or not).
+   * Read the chunk at `start` from the file and take its checksum, feeding the whole-file
+   * hash on the way. Reads are chained, so the whole-file hash always sees the file in order.
+   * The bytes are let go here: the PATCH sends the file's own slice (below).
    */
-  Upload.prototype.sendChunk = function (gen) {
-    var self = this, start = this.offset, end = Math.min(start + cfg.chunk, this.size), buffer;
-    return this.hashUpTo(start).then(function () {
+  Upload.prototype.readChunk = function (start) {
+    var self = this, end = Math.min(start + cfg.chunk, this.size);
+    var chunk = this.reading.then(function () {
+      return self.hashUpTo(start);
+    }).then(function () {
       return self.file.slice(start, end).arrayBuffer();
     }).then(function (buf) {
-      buffer = buf;
       if (self.hashed === start) { self.sha.update(new Uint8Array(buf)); self.hashed = end; }
-      return chunkChecksum(buf);
-    }).then(function (sum) {
+      return chunkChecksum(buf).then(function (sum) {
+        return { start: start, end: end, sum: sum };
+      });
+    });
+    this.reading = chunk.catch(function () { /* the next read starts anyway */ });
+    return chunk;
+  };
+
+  /*
+   * One PATCH from the offset the gateway last reported. The body is the file's own slice
+   * (a Blob): the browser streams it from the file itself, several times faster than an
+   * ArrayBuffer it must first copy between its processes. Its checksum was taken from the
+   * same range, so a file that changed in between is caught by the gateway (460) and read
+   * again. While a PATCH is on the wire the following chunk is read and checksummed (one
+   * chunk ahead), and used only if the gateway then asks for exactly that offset; a retry
+   * (after a 460, a lost connection or a gateway restart) reads its chunk afresh, so it
+   * never repeats an old checksum, whatever offset the gateway reports.
+   */
+  Upload.prototype.sendChunk = function (gen) {
+    var self = this, start = this.offset, end;
+    var ahead = this.ahead;
+    this.ahead = null;
+    var ready = ahead && ahead.start === start ? ahead.chunk : this.readChunk(start);
+    return ready.then(function (chunk) {
       if (self.state !== 'active' || gen !== self.gen) throw new Error('stopped');
+      end = chunk.end;
+      if (end < self.size) {
+        var next = self.readChunk(end);
+        next.catch(function () { /* a failed read-ahead is read again when its turn comes */ });
+        self.ahead = { start: end, chunk: next };
+      }
+      var sum = chunk.sum;
       self.current = request('PATCH', self.url, {
         headers: {
           'Content-Type': 'application/offset+octet-stream',
           'Upload-Offset': String(start),
           'Upload-Checksum': 'sha256 ' + sum
         },
-        body: buffer,
+        body: self.file.slice(start, end),
         onProgress: function (loaded) { self.progress(start + Math.min(loaded, end - start)); }
       });
       return self.current;
     }).then(function (xhr) {
-      buffer = null;
       try {
         self.check(xhr, [200, 204], true);
       } catch (err) {

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 SIZE = 2 * GiB
-CHUNK = 8 * MiB  # the page's default PATCH size
+CHUNK = 16 * MiB  # the page's default PATCH size (gateway.http.page.DEFAULT_CHUNK)
 OFFLINE_SECONDS = 10
 FINISH_MS = 20 * 60 * 1000  # a generous bound for a loaded CI machine; the run prints the real time
 
