@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--repeat",
         type=int,
-        help="boto3/gateway pairs per put size; the median pair is reported (default 3)",
+        help="put pairs per size and tus rounds per chunk size; the median is reported (default 3)",
     )
     p.add_argument("--buffer-memory", default="256MiB", help="GATEWAY_BUFFER_MEMORY")
     p.add_argument("--results", type=Path, default=RESULTS, help="where latest.md and the PNG go")

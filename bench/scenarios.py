@@ -291,14 +291,34 @@ def _gateway_tus_stored(gw: Any, link: str, file: TestFile) -> str:
 
 
 def tus(h: Harness) -> list[Row]:
-    """The same tus client and file against the two peers and the gateway, per chunk size."""
+    """The same tus client and file against the two peers and the gateway, per chunk size.
+
+    With ``--repeat N`` each chunk size runs N rounds and the round whose
+    gateway ratio is the median is reported, with every round's ratio in the
+    note, as for put.
+    """
     rows: list[Row] = []
     for chunk in h.options.tus_chunks:
-        rows += _tus_round(h, chunk)
+        rounds = [_tus_round(h, chunk, i + 1) for i in range(h.options.repeat)]
+        rows += _median_round(rounds)
     return rows
 
 
-def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
+def _median_round(rounds: list[list[Row]]) -> list[Row]:
+    """The round (its rows, the gateway's last) whose gateway ratio is the median."""
+    for round_rows in rounds:
+        if any(row.failures for row in round_rows) or round_rows[-1].ratio is None:
+            return round_rows
+    if len(rounds) == 1:
+        return rounds[0]
+    ordered = sorted(rounds, key=lambda round_rows: round_rows[-1].ratio or 0.0)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    ratios = ", ".join(f"{round_rows[-1].ratio:.2f}" for round_rows in rounds)
+    chosen[-1].note += f"; median of {len(rounds)} rounds, ratios {ratios}"
+    return chosen
+
+
+def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
     file = h.files.get(h.options.size)
     chunk_text = _chunk_text(chunk)
     if chunk is None:
@@ -307,12 +327,15 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
     rows: list[Row] = []
     peers: dict[str, float] = {}
     with h.bucket() as bucket:
+        h.warm(bucket)
         port = free_port()
-        h.log(f"tus: @tus/server + @tus/s3-store {human(file.size)}, chunkSize {chunk_text}")
+        of = f" ({number}/{h.options.repeat})" if h.options.repeat > 1 else ""
+        h.log(f"tus: @tus/server + @tus/s3-store {human(file.size)}, chunkSize {chunk_text}{of}")
         script = str(Path(__file__).with_name("tus_node_peer.mjs"))
         with h.server(
             "tus-node", [h.node(), script, str(port), bucket], url=f"http://127.0.0.1:{port}/files"
         ) as server:
+            h.settle()
             seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
@@ -330,9 +353,10 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
             peers["@tus/server"] = seconds
 
         port = free_port()
-        h.log(f"tus: tuspyserver S3Storage {human(file.size)}, chunkSize {chunk_text}")
+        h.log(f"tus: tuspyserver S3Storage {human(file.size)}, chunkSize {chunk_text}{of}")
         argv = [sys.executable, "-m", "bench.tuspy_peer", "--port", str(port), "--bucket", bucket]
         with h.server("tuspyserver", argv, url=f"http://127.0.0.1:{port}/files/") as server:
+            h.settle()
             seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files/", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
@@ -349,9 +373,10 @@ def _tus_round(h: Harness, chunk: int | None) -> list[Row]:
         if seconds:
             peers["tuspyserver"] = seconds
 
-        h.log(f"tus: gateway {human(file.size)}, chunkSize {chunk_text}")
+        h.log(f"tus: gateway {human(file.size)}, chunkSize {chunk_text}{of}")
         with h.gateway("tus", bucket=bucket) as gw:
             link = gw.link("1003")
+            h.settle()
             seconds, problem = _tus_upload(h, link + "/tus/", file, chunk)
             if not problem:
                 problem = _gateway_tus_stored(gw, link, file)
