@@ -39,6 +39,16 @@ def _command_version(argv: list[str]) -> str:
     return text[0] if text else "unknown"
 
 
+def _seaweed_version(line: str) -> str:
+    """``version 8000GB 4.48 <channel> linux amd64`` -> ``4.48 (8000GB build)``."""
+    words = line.split()
+    number = next((w for w in words if w[:1].isdigit() and "." in w), None)
+    size = next((w for w in words if w.endswith("GB")), None)
+    if number is None:
+        return line
+    return f"{number} ({size} build)" if size else number
+
+
 def _dist(name: str) -> str:
     try:
         return metadata.version(name)
@@ -66,7 +76,9 @@ def machine_info() -> dict[str, str]:
         "starlette / uvicorn": f"{_dist('starlette')} / {_dist('uvicorn')}",
         "httptools / uvloop": f"{_dist('httptools')} / {_dist('uvloop')}",
         "boto3 / botocore": f"{_dist('boto3')} / {_dist('botocore')}",
-        "SeaweedFS": _command_version([str(Path(sys.executable).with_name("weed")), "version"]),
+        "SeaweedFS": _seaweed_version(
+            _command_version([str(Path(sys.executable).with_name("weed")), "version"])
+        ),
         "curl": _command_version(["curl", "--version"]).split(" (")[0],
         "node": _command_version(["node", "--version"]),
         "tus-js-client / @tus/server / @tus/s3-store": " / ".join(
