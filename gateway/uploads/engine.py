@@ -344,11 +344,16 @@ class UploadEngine:
         self.hashes.drop(record.id)
         if record.multipart_id is not None:
             await self.store.abort_multipart(records.data_key(record.id), record.multipart_id)
-        if record.concat == PARTIAL:
-            # A partial upload's finished bytes are only ever read by a final upload.
-            await self.store.delete(records.data_key(record.id))
-        for info in await self.store.list(f"uploads/{record.id}/"):
-            await self.store.delete(info.key)
+        # A partial upload's finished bytes are only ever read by a final upload.
+        await self._clear(record.id, data=record.concat == PARTIAL)
+
+    async def _clear(self, upload_id: str, *, data: bool = False, keep_lock: bool = False) -> None:
+        """Delete the objects under ``uploads/{id}/`` (and, with ``data``, its data object)."""
+        if data:
+            await self.store.delete(records.data_key(upload_id))
+        for info in await self.store.list(f"uploads/{upload_id}/"):
+            if not (keep_lock and info.key == records.lock_key(upload_id)):
+                await self.store.delete(info.key)
 
     async def terminate(self, record: UploadRecord) -> None:
         async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
@@ -588,13 +593,9 @@ class UploadEngine:
             # The file is recorded and on its way: a marker lets a client repeating its
             # final POST learn the file, before anything that could be claimed again goes.
             await self.store.put(records.joined_key(source), marker)
-        for info in await self.store.list(f"uploads/{record.id}/"):
-            if not info.key.endswith("/lock"):
-                await self.store.delete(info.key)
+        await self._clear(record.id, keep_lock=True)
         for source in record.sources:
-            await self.store.delete(records.data_key(source))
-            for info in await self.store.list(f"uploads/{source}/"):
-                await self.store.delete(info.key)
+            await self._clear(source, data=True)
         return file
 
     async def _finish_partial(self, record: UploadRecord) -> None:
