@@ -251,6 +251,11 @@ async def _write(
             )
 
 
+def _file_headers(file: FileRecord) -> dict[str, str]:
+    """What every answer about a finished upload says: all bytes are in, and which file."""
+    return {"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id}
+
+
 def _progress_headers(record: UploadRecord, progress: Progress) -> dict[str, str]:
     headers = {"Upload-Offset": str(progress.offset), **_expires(record)}
     if progress.file is not None:
@@ -338,11 +343,10 @@ async def _create_final(
     filename, file_type, metadata = _metadata(request)
     done = await services.engine.joined(link, sources)
     if done is not None:
-        return _reply(201, {
-            "Location": _upload_url(services, request, done.file_id),
-            "Upload-Length": str(done.size), "Upload-Offset": str(done.size),
-            "X-Gateway-File-Id": done.file_id,
-        })  # fmt: skip
+        location = _upload_url(services, request, done.file_id)
+        return _reply(
+            201, {"Location": location, "Upload-Length": str(done.size), **_file_headers(done)}
+        )
     record = await services.engine.concatenate(
         link, sources, filename=filename, content_type=file_type, metadata=metadata
     )
@@ -355,7 +359,7 @@ async def _create_final(
         exc.headers.setdefault("Location", location)
         raise
     if file is not None:
-        headers.update({"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id})
+        headers.update(_file_headers(file))
     return _reply(201, headers)
 
 
@@ -390,7 +394,7 @@ async def _head_final(request: Request, services: Services, record: UploadRecord
     }
     file = await _assembly(services, record, HEAD_ASSEMBLY_WAIT)
     if file is not None:
-        headers.update({"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id})
+        headers.update(_file_headers(file))
     else:
         headers["Retry-After"] = "1"
     return _reply(200, headers)
@@ -409,10 +413,7 @@ async def head(request: Request, services: Services) -> Response:
         file = await _finished(services, link, upload_id)
         if file is None:
             raise
-        headers.update(
-            {"Upload-Offset": str(file.size), "Upload-Length": str(file.size),
-             "X-Gateway-File-Id": file.file_id}
-        )  # fmt: skip
+        headers.update({"Upload-Length": str(file.size), **_file_headers(file)})
         return _reply(200, headers)
     if record.concat == FINAL:
         return await _head_final(request, services, record)
@@ -452,7 +453,7 @@ async def patch(request: Request, services: Services) -> Response:
         if file is None:
             raise
         if offset == file.size and not _has_body(request):
-            return _reply(204, {"Upload-Offset": str(file.size), "X-Gateway-File-Id": file.file_id})
+            return _reply(204, _file_headers(file))
         raise GatewayError(
             Code.OFFSET_MISMATCH,
             "This upload is already complete.",

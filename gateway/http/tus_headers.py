@@ -14,6 +14,8 @@ import hashlib
 import re
 from email.utils import formatdate
 
+from gateway.uploads.records import MAX_PARTIALS
+
 TUS_VERSION = "1.0.0"
 CHECKSUM_ALGORITHMS: dict[str, int] = {"sha1": 20, "md5": 16, "sha256": 32}
 
@@ -108,9 +110,6 @@ def parse_checksum(value: str) -> tuple[str, bytes]:
     return algorithm, digest
 
 
-MAX_CONCAT_URLS = 100
-
-
 def parse_concat(value: str) -> list[str] | None:
     """``Upload-Concat``: ``partial`` -> None; ``final;URL URL...`` -> the upload ids.
 
@@ -125,8 +124,8 @@ def parse_concat(value: str) -> list[str] | None:
     parts = urls.split()
     if not parts:
         raise ValueError("Upload-Concat 'final' names no partial uploads")
-    if len(parts) > MAX_CONCAT_URLS:
-        raise ValueError(f"Upload-Concat names more than {MAX_CONCAT_URLS} partial uploads")
+    if len(parts) > MAX_PARTIALS:
+        raise ValueError(f"Upload-Concat names more than {MAX_PARTIALS} partial uploads")
     ids: list[str] = []
     for url in parts:
         path = url.split("?", 1)[0].split("#", 1)[0]

@@ -28,7 +28,7 @@ from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
 from gateway.uploads.partsize import TooLargeForBudget, plan_parts
-from gateway.uploads.records import FINAL, PARTIAL, FileRecord, UploadRecord
+from gateway.uploads.records import FINAL, MAX_PARTIALS, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
 
@@ -46,7 +46,6 @@ def parts_in_flight(budget: int, part_size: int) -> int:
 
 
 COMMIT_EVERY = 64 * 1024 * 1024
-MAX_PARTIALS = 100  # partial uploads one final upload may name
 
 OnFinished = Callable[[FileRecord], Awaitable[None]]
 

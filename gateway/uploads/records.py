@@ -88,6 +88,7 @@ def outbox_key(file_id: str) -> str:
 
 PARTIAL = "partial"
 FINAL = "final"
+MAX_PARTIALS = 100  # partial uploads one final upload may name
 
 
 def joined_key(upload_id: str) -> str:
