@@ -139,3 +139,76 @@ def test_never_exceeds_the_limit_under_random_load(limit: int, sizes: list[int],
 
     asyncio.run(main())
     assert peak <= limit
+
+
+def test_a_released_buffer_is_reused_until_the_process_has_been_idle() -> None:
+    async def main() -> None:
+        budget = BufferBudget(100, idle_trim=0.05)
+        first = await budget.acquire(40)
+        budget.release(40, first)  # nothing in use now, but the next request comes soon
+        assert budget.pooled == 40
+        again = await budget.acquire(40)
+        assert again is first
+        budget.release(40, again)
+        await asyncio.sleep(0.2)  # idle for longer than idle_trim
+        assert budget.pooled == 0
+        fresh = await budget.acquire(40)
+        assert fresh is not first
+        budget.release(40, fresh)
+        budget.trim()
+        assert budget.pooled == 0
+
+    asyncio.run(main())
+
+
+def test_a_buffer_released_outside_an_event_loop_is_not_kept() -> None:
+    budget = BufferBudget(100)
+    buffer = asyncio.run(budget.acquire(30))
+    budget.release(30, buffer)
+    assert budget.pooled == 0 and budget.in_use == 0
+
+
+def test_large_buffers_are_zeroed_and_writable() -> None:
+    async def main() -> None:
+        budget = BufferBudget(8 * 1024 * 1024)
+        buffer = await budget.acquire(4 * 1024 * 1024)
+        view = memoryview(buffer)
+        assert view.nbytes == 4 * 1024 * 1024 and not any(view[::4096])
+        view[-3:] = b"end"
+        assert bytes(view[-3:]) == b"end"
+        del view
+        budget.release(len(buffer), buffer)
+        budget.trim()
+
+    asyncio.run(main())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(min_value=8, max_value=64),
+    st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=40),
+    st.integers(min_value=0, max_value=2**32),
+)
+def test_pooled_and_used_buffers_together_stay_within_the_limit(
+    limit: int, sizes: list[int], seed: int
+) -> None:
+    rng = random.Random(seed)
+
+    async def worker(budget: BufferBudget, size: int) -> None:
+        buffer = await budget.acquire(size)
+        try:
+            assert budget.in_use + budget.pooled <= limit
+            await _spin(rng.randrange(4))
+        finally:
+            budget.release(len(buffer), buffer)
+
+    async def main() -> None:
+        budget = BufferBudget(limit, idle_trim=60)
+        tasks = [asyncio.create_task(worker(budget, min(s, limit))) for s in sizes]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert budget.in_use == 0 and budget.pooled <= limit
+        for task in tasks:
+            assert task.exception() is None
+        budget.trim()
+
+    asyncio.run(main())
