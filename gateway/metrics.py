@@ -74,7 +74,7 @@ class Metrics:
         # Intake
         self.uploads_started = Counter(
             "gateway_uploads_started_total",
-            "Uploads begun, by protocol (put, form, tus).",
+            "Uploads begun, by protocol (put, form, tus); tus partial uploads are not counted.",
             ["protocol"],
             registry=r,
         )

@@ -22,7 +22,7 @@ from gateway.units import format_size
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
 from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
-from gateway.uploads.records import FileRecord, UploadRecord
+from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
 
@@ -44,13 +44,19 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def upload_started(self, record: UploadRecord) -> None:
-        """Count and audit a new upload (every edge calls this once per upload)."""
-        self.metrics.uploads_started.labels(record.protocol).inc()
+        """Count and audit a new upload (every edge calls this once per upload).
+
+        A tus partial upload is audited but not counted: it is a piece of a
+        file, and the final upload that joins the pieces counts as the one
+        upload, so started and finished uploads stay comparable.
+        """
+        if record.concat != PARTIAL:
+            self.metrics.uploads_started.labels(record.protocol).inc()
         self.event(
             "upload_started",
             {"upload_id": record.id, "ticket": record.ticket, "link_id": record.link_id,
              "filename": record.filename, "length": record.length,
-             "protocol": record.protocol},
+             "protocol": record.protocol, "concat": record.concat},
         )  # fmt: skip
 
     def event(self, name: str, fields: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from tests.ops.support import scrape, value
 from tests.support.gateway import GatewayProcess, run_sweep, ticket_comments
 from tests.tus.support import (
     OCTETS,
@@ -62,6 +63,7 @@ def test_partials_join_into_one_delivered_file(gateway_any: GatewayProcess) -> N
     endpoint = f"{link}/tus/"
     options = httpx.options(endpoint)
     assert "concatenation" in options.headers["Tus-Extension"].split(",")
+    before = scrape(gateway_any)
     pieces = [os.urandom(6 * MiB), os.urandom(17 * MiB + 3), b"", os.urandom(MiB + 5)]
     urls = [partial(endpoint, pieces[0], with_upload=True)]
     urls += [partial(endpoint, piece) for piece in pieces[1:]]
@@ -83,6 +85,12 @@ def test_partials_join_into_one_delivered_file(gateway_any: GatewayProcess) -> N
     assert got["route"] == "storage"  # 24 MiB: larger than an attachment
     assert [f["file_id"] for f in receipts(link)] == [file_id]
     assert stored_sha256(gateway_any, "701", file_id, "joined.bin") == got["sha256"]
+    # Four partials and a final are one upload begun and one finished.
+    after = scrape(gateway_any)
+    started = "gateway_uploads_started_total"
+    assert value(after, started, protocol="tus") - value(before, started, protocol="tus") == 1
+    finished = ("gateway_uploads_finished_total", {"protocol": "tus", "route": "storage"})
+    assert value(after, finished[0], **finished[1]) - value(before, finished[0], **finished[1]) == 1
     comments = ticket_comments(gateway_any, "701", wait_for=1)
     assert sum(c["body"].count("[upload-gateway file ") for c in comments) == 1
     # The partials are gone; the final upload answers HEAD as finished.
