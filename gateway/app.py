@@ -84,6 +84,7 @@ def create_app(
             services = build_services(settings, **overrides)
         app.state.services = services
         services.outbox.start()
+        services.engine.start_keeper()
         try:
             yield
         finally:

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import Code, GatewayError
 from gateway.signing import UploadLink
@@ -46,6 +47,10 @@ def parts_in_flight(budget: int, part_size: int) -> int:
 
 
 COMMIT_EVERY = 64 * 1024 * 1024
+
+# How often each process looks for final uploads whose assembly no process is running
+# (its process died): longer than a lease, so a dead process's lease has run out.
+ASSEMBLY_CHECK = 15.0
 
 OnFinished = Callable[[FileRecord], Awaitable[None]]
 
@@ -90,6 +95,7 @@ class UploadEngine:
         self.lease_ttl = lease_ttl
         self.hashes = HashCache()
         self._assembling: dict[str, asyncio.Task[FileRecord | None]] = {}
+        self._keeper: asyncio.Task[None] | None = None
 
     # -- records ---------------------------------------------------------------
 
@@ -398,6 +404,10 @@ class UploadEngine:
             concat=FINAL,
             sources=sources,
         )
+        # Written before the claim: a process dying from here on leaves a final upload
+        # that the next assembly check finds (a marker left by a dropped duplicate
+        # names no final upload and is removed by that check).
+        await self.store.put(records.assembling_key(record.id), b"")
         return await self._claim(record)
 
     async def _claim(self, record: UploadRecord) -> UploadRecord:
@@ -514,7 +524,49 @@ class UploadEngine:
         task.add_done_callback(done)
         return task
 
+    def start_keeper(self, interval: float = ASSEMBLY_CHECK) -> None:
+        """Resume, now and every ``interval`` seconds, assemblies whose process died."""
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep(interval), name="assembly keeper")
+
+    async def _keep(self, interval: float) -> None:
+        while True:
+            try:
+                await self.resume_assemblies()
+            except Exception as exc:  # the store may be down for a while: try again later
+                log.warning("looking for unfinished assemblies failed: %r", exc)
+            await asyncio.sleep(interval)
+
+    async def resume_assemblies(self) -> int:
+        """Start the assembly of every unexpired final upload not assembling here.
+
+        One running in another process holds its lease, so the attempt ends
+        with a swallowed CONFLICT there. Markers of final uploads that are
+        gone (finished, terminated, dropped) are removed. Returns how many
+        assemblies were started.
+        """
+        started = 0
+        for info in await self.store.list(records.ASSEMBLING_PREFIX):
+            upload_id = info.key[len(records.ASSEMBLING_PREFIX) :]
+            record = await self._live_final(upload_id)
+            if record is None:
+                await self.store.delete(info.key)
+                continue
+            running = self._assembling.get(upload_id)
+            if record.expires_at > self.clock() and (running is None or running.done()):
+                self.start_assembly(record)
+                started += 1
+        return started
+
     async def _assemble(self, upload_id: str) -> FileRecord | None:
+        try:
+            return await self._assemble_locked(upload_id)
+        except GatewayError as exc:
+            if exc.code is Code.GONE:  # can never finish: stop looking for it
+                await self.store.delete(records.assembling_key(upload_id))
+            raise
+
+    async def _assemble_locked(self, upload_id: str) -> FileRecord | None:
         async with hold(self.store, records.lock_key(upload_id), self.lease_ttl):
             record = await self.load(upload_id)
             stored = await self._stored(record)
@@ -549,8 +601,10 @@ class UploadEngine:
             position += size
 
     async def close(self) -> None:
-        """Stop background assemblies (they resume from the store on the next HEAD)."""
-        tasks = list(self._assembling.values())
+        """Stop background assemblies (they resume from the store, here or elsewhere)."""
+        tasks: list[asyncio.Task[Any]] = list(self._assembling.values())
+        if self._keeper is not None:
+            tasks.append(self._keeper)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -595,6 +649,8 @@ class UploadEngine:
         await self._clear(record.id, keep_lock=True)
         for source in record.sources:
             await self._clear(source, data=True)
+        if record.concat == FINAL:
+            await self.store.delete(records.assembling_key(record.id))
         return file
 
     async def _finish_partial(self, record: UploadRecord) -> None:

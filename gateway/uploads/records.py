@@ -95,6 +95,14 @@ def joined_key(upload_id: str) -> str:
     return f"joined/{upload_id}"
 
 
+ASSEMBLING_PREFIX = "assembling/"
+
+
+def assembling_key(upload_id: str) -> str:
+    """A final upload whose assembly has not finished: what every replica looks for."""
+    return f"{ASSEMBLING_PREFIX}{upload_id}"
+
+
 def dumps(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 

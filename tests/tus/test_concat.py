@@ -155,12 +155,8 @@ def test_final_refuses_what_it_cannot_join(gateway_file: GatewayProcess) -> None
     assert receipt(link, ok.headers["X-Gateway-File-Id"])["size"] == 100
 
 
-def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any) -> None:
-    """The final POST dies with its gateway mid-copy; the partials survive. HEAD on the final
-    upload restarts the copy (once the dead process's lease runs out), and a repeated final
-    POST then answers with the same file."""
-    link = gateway_s3.link("705")
-    endpoint = f"{link}/tus/"
+def kill_mid_assembly(gateway: GatewayProcess, endpoint: str) -> tuple[list[bytes], list[str]]:
+    """Partials of 256 MiB in all, then a final POST whose gateway is SIGKILLed mid-copy."""
     pieces = [os.urandom(160 * MiB), os.urandom(96 * MiB + 1)]
     urls = [partial(endpoint, piece) for piece in pieces]
     answers: list[BaseException | httpx.Response] = []
@@ -175,9 +171,19 @@ def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any
     thread.start()
     time.sleep(1.0)
     assert not answers, "the assembly finished before the kill; the test proves nothing"
-    gateway_s3.kill()
+    gateway.kill()
     thread.join(30)
     assert answers and isinstance(answers[0], httpx.HTTPError)
+    return pieces, urls
+
+
+def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any) -> None:
+    """The final POST dies with its gateway mid-copy; the partials survive. HEAD on the final
+    upload restarts the copy (once the dead process's lease runs out), and a repeated final
+    POST then answers with the same file."""
+    link = gateway_s3.link("705")
+    endpoint = f"{link}/tus/"
+    pieces, urls = kill_mid_assembly(gateway_s3, endpoint)
     gateway_s3.start()
     final_url = f"{endpoint}{final_upload_id(gateway_s3, seaweed)}"
     polls = 0
@@ -203,6 +209,32 @@ def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any
     assert again.status_code == 201, again.text
     assert again.headers["X-Gateway-File-Id"] == file_id
     assert len(receipts(link)) == 1
+
+
+def test_assembly_cut_by_a_kill_finishes_with_no_client_help(
+    gateway_s3: GatewayProcess,
+) -> None:
+    """The client gives up after its final POST failed. The restarted gateway's assembly
+    check finds the final upload (once the dead process's lease runs out) and finishes it:
+    the file is delivered once, and a final POST sent later learns it."""
+    link = gateway_s3.link("708")
+    endpoint = f"{link}/tus/"
+    pieces, urls = kill_mid_assembly(gateway_s3, endpoint)
+    gateway_s3.start()
+    deadline = time.monotonic() + 120
+    while not receipts(link) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    [got] = receipts(link)
+    data = b"".join(pieces)
+    assert got["size"] == len(data)
+    assert got["sha256"] == hashlib.sha256(data).hexdigest()
+    assert stored_sha256(gateway_s3, "708", got["file_id"], "joined.bin") == got["sha256"]
+    comments = ticket_comments(gateway_s3, "708", wait_for=1)
+    assert sum(c["body"].count("[upload-gateway file ") for c in comments) == 1
+    assert all(head(u).status_code == 404 for u in urls)  # the partials went with it
+    late = final(endpoint, urls)
+    assert late.status_code == 201, late.text
+    assert late.headers["X-Gateway-File-Id"] == got["file_id"]
 
 
 def test_final_posts_at_once_make_one_file(gateway_s3: GatewayProcess) -> None:

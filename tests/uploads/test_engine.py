@@ -309,3 +309,74 @@ def test_terminate_with_the_record_as_created_aborts_the_multipart(
         assert await engine.store.list(f"uploads/{record.id}/") == []
 
     run(new_store, scenario)
+
+
+async def complete_partial(engine: UploadEngine, link: UploadLink, data: bytes) -> str:
+    record = await engine.create(
+        link, filename="piece", length=len(data), protocol="tus", concat=records.PARTIAL
+    )
+    progress = await engine.write(record, 0, body(data), final=True, expect=len(data))
+    assert progress.file is None  # a partial is never a file
+    return record.id
+
+
+def test_an_assembly_whose_process_died_is_resumed_by_any_engine(new_store: StoreFactory) -> None:
+    """A final upload recorded by an engine that then died (nothing started its copy) is
+    found and finished by another engine's check; the check then has nothing left to do."""
+
+    async def scenario(h: Harness) -> None:
+        first = h.engine()
+        halves = [DATA[: 6 * MiB], DATA[6 * MiB :]]
+        sources = [await complete_partial(first, h.link, half) for half in halves]
+        final = await first.concatenate(h.link, sources, filename="joined.bin")
+        assert await first.store.list(records.ASSEMBLING_PREFIX) != []
+        # `first` dies here. Another replica's check picks the final upload up.
+        other = h.engine()
+        assert await other.resume_assemblies() == 1
+        file = await other.start_assembly(final)  # the task the check started
+        assert file is not None and file.sha256 == SHA and file.file_id == final.id
+        assert await read_all(other.store, final.id) == DATA
+        assert [f.file_id for f in h.finished] == [final.id]
+        assert await other.store.list(records.ASSEMBLING_PREFIX) == []
+        assert await other.resume_assemblies() == 0
+
+    run(new_store, scenario)
+
+
+def test_the_assembly_check_drops_markers_of_final_uploads_that_cannot_finish(
+    new_store: StoreFactory,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        # A marker whose final upload was never recorded (or is gone).
+        await engine.store.put(records.assembling_key(new_link_id()), b"")
+        # A final upload whose partial upload vanished: it can never finish.
+        source = await complete_partial(engine, h.link, DATA[:MiB])
+        final = await engine.concatenate(h.link, [source], filename="lost.bin")
+        await engine.store.delete(records.data_key(source))
+        assert await engine.resume_assemblies() == 1
+        with pytest.raises(GatewayError) as failed:
+            await engine.start_assembly(final)
+        assert failed.value.code is Code.GONE
+        assert await engine.store.list(records.ASSEMBLING_PREFIX) == []
+        assert await engine.resume_assemblies() == 0
+        assert h.finished == []
+
+    run(new_store, scenario)
+
+
+def test_the_keeper_runs_the_check_in_the_background(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        first = h.engine()
+        sources = [await complete_partial(first, h.link, DATA)]
+        final = await first.concatenate(h.link, sources, filename="kept.bin")
+        other = h.engine()
+        other.start_keeper(interval=0.05)
+        deadline = time.monotonic() + 60
+        while not h.finished and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await other.close()  # stops the keeper too
+        assert [f.file_id for f in h.finished] == [final.id]
+        assert h.finished[0].sha256 == SHA
+
+    run(new_store, scenario)
