@@ -541,9 +541,11 @@ class UploadEngine:
         """Start the assembly of every unexpired final upload not assembling here.
 
         One running in another process holds its lease, so the attempt ends
-        with a swallowed CONFLICT there. Markers of final uploads that are
-        gone (finished, terminated, dropped) are removed. Returns how many
-        assemblies were started.
+        with a swallowed CONFLICT there. Only a final upload that owns all its
+        partial uploads is started: one whose POST is still claiming them may
+        yet be dropped as a duplicate, and copying it could deliver a file
+        twice. Markers of final uploads that are gone (finished, terminated,
+        dropped) are removed. Returns how many assemblies were started.
         """
         started = 0
         for info in await self.store.list(records.ASSEMBLING_PREFIX):
@@ -553,10 +555,19 @@ class UploadEngine:
                 await self.store.delete(info.key)
                 continue
             running = self._assembling.get(upload_id)
-            if record.expires_at > self.clock() and (running is None or running.done()):
+            if record.expires_at <= self.clock() or (running is not None and not running.done()):
+                continue
+            if await self._owns_partials(record):
                 self.start_assembly(record)
                 started += 1
         return started
+
+    async def _owns_partials(self, record: UploadRecord) -> bool:
+        claim = record.id.encode()
+        for source in record.sources:
+            if await self.store.get(records.final_key(source)) != claim:
+                return False
+        return True
 
     async def _assemble(self, upload_id: str) -> FileRecord | None:
         try:

@@ -365,6 +365,29 @@ def test_the_assembly_check_drops_markers_of_final_uploads_that_cannot_finish(
     run(new_store, scenario)
 
 
+def test_the_check_leaves_a_final_upload_still_claiming_its_partials(
+    new_store: StoreFactory,
+) -> None:
+    """Until a final upload owns every partial upload it names, its POST may still drop it
+    as a duplicate: the check must not copy it (that could deliver a file twice)."""
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        sources = [await complete_partial(engine, h.link, DATA[:MiB]) for _ in range(2)]
+        final = await engine.concatenate(h.link, sources, filename="claiming.bin")
+        claim = records.final_key(sources[1])
+        await engine.store.delete(claim)  # as if the POST had not claimed this one yet
+        assert await engine.resume_assemblies() == 0
+        assert await engine.store.list(records.ASSEMBLING_PREFIX) != []
+        await engine.store.put(claim, final.id.encode())  # the claim lands
+        assert await engine.resume_assemblies() == 1
+        file = await engine.start_assembly(final)
+        assert file is not None and file.size == 2 * MiB
+        assert [f.file_id for f in h.finished] == [final.id]
+
+    run(new_store, scenario)
+
+
 def test_the_keeper_runs_the_check_in_the_background(new_store: StoreFactory) -> None:
     async def scenario(h: Harness) -> None:
         first = h.engine()
