@@ -430,6 +430,9 @@ class UploadEngine:
             except PreconditionFailed:
                 pass
             owner = (await self.store.get(key) or b"").decode(errors="replace")
+            if owner == record.id:  # claimed by an earlier try for this very final upload
+                taken.append(source)
+                continue
             existing = await self._live_final(owner)
             finished = (
                 existing is None
@@ -541,11 +544,14 @@ class UploadEngine:
         """Start the assembly of every unexpired final upload not assembling here.
 
         One running in another process holds its lease, so the attempt ends
-        with a swallowed CONFLICT there. Only a final upload that owns all its
-        partial uploads is started: one whose POST is still claiming them may
-        yet be dropped as a duplicate, and copying it could deliver a file
-        twice. Markers of final uploads that are gone (finished, terminated,
-        dropped) are removed. Returns how many assemblies were started.
+        with a swallowed CONFLICT there. A final upload is started only once
+        it owns all its partial uploads: the check finishes the claims itself
+        (a POST that died while claiming, or one still claiming, which then
+        finds the claims made), and a final upload that loses to another one
+        is dropped, as its POST would drop it. Copying one that may yet be
+        dropped could deliver a file twice. Markers of final uploads that are
+        gone (finished, terminated, dropped) are removed. Returns how many
+        assemblies were started.
         """
         started = 0
         for info in await self.store.list(records.ASSEMBLING_PREFIX):
@@ -557,9 +563,16 @@ class UploadEngine:
             running = self._assembling.get(upload_id)
             if record.expires_at <= self.clock() or (running is not None and not running.done()):
                 continue
-            if await self._owns_partials(record):
-                self.start_assembly(record)
-                started += 1
+            if not await self._owns_partials(record):
+                try:
+                    owner = await self._claim(record)
+                except GatewayError:  # lost to another final upload: dropped
+                    owner = None
+                if owner is None or owner.id != record.id:
+                    await self.store.delete(info.key)
+                    continue
+            self.start_assembly(record)
+            started += 1
         return started
 
     async def _owns_partials(self, record: UploadRecord) -> bool:

@@ -365,25 +365,50 @@ def test_the_assembly_check_drops_markers_of_final_uploads_that_cannot_finish(
     run(new_store, scenario)
 
 
-def test_the_check_leaves_a_final_upload_still_claiming_its_partials(
+def test_the_check_finishes_the_claims_of_a_post_that_died_claiming(
     new_store: StoreFactory,
 ) -> None:
-    """Until a final upload owns every partial upload it names, its POST may still drop it
-    as a duplicate: the check must not copy it (that could deliver a file twice)."""
+    """A final upload's POST died after claiming some of its partial uploads: the check
+    claims the rest and then copies it."""
 
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         sources = [await complete_partial(engine, h.link, DATA[:MiB]) for _ in range(2)]
         final = await engine.concatenate(h.link, sources, filename="claiming.bin")
         claim = records.final_key(sources[1])
-        await engine.store.delete(claim)  # as if the POST had not claimed this one yet
-        assert await engine.resume_assemblies() == 0
-        assert await engine.store.list(records.ASSEMBLING_PREFIX) != []
-        await engine.store.put(claim, final.id.encode())  # the claim lands
-        assert await engine.resume_assemblies() == 1
-        file = await engine.start_assembly(final)
+        await engine.store.delete(claim)  # as if the POST had died before this claim
+        other = h.engine()
+        assert await other.resume_assemblies() == 1
+        assert await other.store.get(claim) == final.id.encode()
+        file = await other.start_assembly(final)
         assert file is not None and file.size == 2 * MiB
         assert [f.file_id for f in h.finished] == [final.id]
+
+    run(new_store, scenario)
+
+
+def test_the_check_drops_a_final_upload_that_lost_its_partials_to_another(
+    new_store: StoreFactory,
+) -> None:
+    """Two final uploads of the same partial uploads: the one that owns them is copied,
+    the other (its POST died before it found out) is dropped, not copied: one file."""
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        sources = [await complete_partial(engine, h.link, DATA[:MiB]) for _ in range(2)]
+        winner = await engine.concatenate(h.link, sources, filename="one.bin")
+        # The loser's record and marker, written before its POST died, before any claim.
+        loser = await engine.create(
+            h.link, filename="one.bin", length=2 * MiB, protocol="tus",
+            concat=records.FINAL, sources=sources,
+        )  # fmt: skip
+        await engine.store.put(records.assembling_key(loser.id), b"")
+        assert await engine.resume_assemblies() == 1  # the winner only
+        file = await engine.start_assembly(winner)
+        assert file is not None and file.file_id == winner.id
+        assert await engine.store.get(records.info_key(loser.id)) is None
+        assert await engine.store.list(records.ASSEMBLING_PREFIX) == []
+        assert [f.file_id for f in h.finished] == [winner.id]
 
     run(new_store, scenario)
 
