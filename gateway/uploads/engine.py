@@ -584,13 +584,13 @@ class UploadEngine:
 
     async def _assemble(self, upload_id: str) -> FileRecord | None:
         try:
-            return await self._assemble_locked(upload_id)
+            return await self._assemble_under_lease(upload_id)
         except GatewayError as exc:
             if exc.code is Code.GONE:  # can never finish: stop looking for it
                 await self.store.delete(records.assembling_key(upload_id))
             raise
 
-    async def _assemble_locked(self, upload_id: str) -> FileRecord | None:
+    async def _assemble_under_lease(self, upload_id: str) -> FileRecord | None:
         async with hold(self.store, records.lock_key(upload_id), self.lease_ttl):
             record = await self.load(upload_id)
             stored = await self._stored(record)
