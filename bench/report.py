@@ -16,6 +16,7 @@ HEADER = [
     "target",
     "status",
     "peak RSS",
+    "CPU s/GiB",
     "notes",
 ]
 
@@ -31,6 +32,7 @@ def _cells(row: Row) -> list[str]:
         row.target or "-",
         row.status or "-",
         f"{row.peak_rss / MiB:.0f} MiB" if row.peak_rss else "-",
+        row.cpu.text(row.bytes) if row.cpu else "-",
         (row.note or "").replace("|", "/").replace("\n", " "),
     ]
 
@@ -57,6 +59,12 @@ def markdown(
         "the faster peer tus server (tus). Peak RSS is the server process's VmHWM; "
         "for concurrency the limit is GATEWAY_BUFFER_MEMORY + 150 MiB. "
         "Status: ok = target met, miss = target not met, FAIL = uploads failed.",
+        "",
+        "CPU s/GiB is what each process spent during the timed run, per GiB sent, from "
+        "/proc (the S3 server, the server under test, and the client), their sum, and "
+        "the share of all cores' time that sum is. Where the cores are busy in both "
+        "runs, the ratio cannot beat the baseline's CPU sum over the gateway's: the "
+        "gateway rows give that bound as 'CPU-bound ratio'.",
         "",
         "![throughput](throughput.png)",
         "",
@@ -115,7 +123,7 @@ def rows_from_markdown(text: str) -> list[Row]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) != len(HEADER):
             continue
-        scenario, case, size, seconds, _, ratio, target, status, rss, note = cells
+        scenario, case, size, seconds, _, ratio, target, status, rss, _cpu, note = cells
         rows.append(
             Row(
                 scenario,

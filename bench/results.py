@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.cpu import CpuUse
+
 MiB = 1024 * 1024
 
 
@@ -16,7 +18,8 @@ class Row:
     baselines); ``target`` says what the ratio or memory must reach;
     ``met`` is whether it did (``None`` when there is no target). ``failures``
     counts uploads that did not complete correctly: a benchmark with failures
-    is broken, one that misses a target only reports it.
+    is broken, one that misses a target only reports it. ``cpu`` is what each
+    process spent during the timed run (S3 server, server under test, client).
     """
 
     scenario: str
@@ -30,6 +33,7 @@ class Row:
     failures: int = 0
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    cpu: CpuUse | None = None
 
     @property
     def mib_s(self) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench.cpu import CpuUse, bound_ratio, measure
 from bench.data import TestFile
 from bench.harness import Harness, PutResult
 from bench.proc_stats import peak_rss, proc_stats
@@ -91,24 +92,27 @@ def _put_pair(h: Harness, file: TestFile, number: int) -> tuple[Row, Row]:
     with h.bucket() as bucket:
         h.warm(bucket)
 
-        def direct() -> tuple[float | None, str]:
+        def direct() -> tuple[float | None, str, CpuUse]:
             h.log(f"put: boto3 upload_file {human(size)}{of}")
             h.settle()
-            return _direct_upload(h, bucket, file)
+            with measure({"S3": h.seaweed.process.pid}) as cpu:
+                seconds, problem = _direct_upload(h, bucket, file)
+            return seconds, problem, cpu
 
-        def through_gateway() -> tuple[PutResult, int | None]:
+        def through_gateway() -> tuple[PutResult, int | None, CpuUse]:
             h.log(f"put: curl -T through the gateway {human(size)}{of}")
             with h.gateway("put", bucket=bucket) as gw:
                 h.settle()
-                result = asyncio.run(h.curl_put(file.path, gw.link("1001") + "/"))
-                return result, gw.peak_rss_bytes()
+                with measure({"S3": h.seaweed.process.pid, "gateway": gw.pid}) as cpu:
+                    result = asyncio.run(h.curl_put(file.path, gw.link("1001") + "/"))
+                return result, gw.peak_rss_bytes(), cpu
 
         if number % 2:
-            base_seconds, problem = direct()
-            result, rss = through_gateway()
+            base_seconds, problem, base_cpu = direct()
+            result, rss, cpu = through_gateway()
         else:
-            result, rss = through_gateway()
-            base_seconds, problem = direct()
+            result, rss, cpu = through_gateway()
+            base_seconds, problem, base_cpu = direct()
     base = Row(
         "put",
         f"boto3 upload_file {human(size)}",
@@ -116,12 +120,35 @@ def _put_pair(h: Harness, file: TestFile, number: int) -> tuple[Row, Row]:
         base_seconds,
         failures=1 if problem else 0,
         note=problem or "default TransferConfig (8 MiB parts, 10 threads, CRC32)",
+        cpu=base_cpu,
     )
     gateway = _gateway_row(
         h, "put", f"gateway curl -T {human(size)}", file, result, base_seconds, PUT_RATIO,
         "boto3", rss,
     )  # fmt: skip
+    _add_cpu(gateway, cpu, base_cpu)
     return base, gateway
+
+
+def _add_cpu(row: Row, cpu: CpuUse, base: CpuUse | None) -> None:
+    """Give ``row`` its CPU use and, against ``base``, the ratio a CPU-bound run allows."""
+    row.cpu = cpu
+    bound = bound_ratio(base, cpu)
+    if bound is not None:
+        row.extra["cpu_bound"] = bound
+
+
+def _bounds_note(rows: list[Row]) -> str:
+    """``CPU-bound ratio 0.89`` (or ``ratios`` for several runs), "" if one is missing."""
+    bounds = [row.extra.get("cpu_bound") for row in rows]
+    if not bounds or None in bounds:
+        return ""
+    label = "CPU-bound ratio" if len(bounds) == 1 else "CPU-bound ratios"
+    return f"{label} " + ", ".join(f"{bound:.2f}" for bound in bounds if bound is not None)
+
+
+def _append_note(row: Row, text: str) -> None:
+    row.note = "; ".join(part for part in (row.note, text) if part)
 
 
 def _median_pair(pairs: list[tuple[Row, Row]], rss_limit: int) -> list[Row]:
@@ -130,6 +157,7 @@ def _median_pair(pairs: list[tuple[Row, Row]], rss_limit: int) -> list[Row]:
         if base.failures or gateway.failures or gateway.ratio is None:
             return [base, gateway]
     if len(pairs) == 1:
+        _append_note(pairs[0][1], _bounds_note([pairs[0][1]]))
         return list(pairs[0])
     ordered = sorted(pairs, key=lambda pair: pair[1].ratio or 0.0)
     base, gateway = ordered[(len(ordered) - 1) // 2]
@@ -143,6 +171,7 @@ def _median_pair(pairs: list[tuple[Row, Row]], rss_limit: int) -> list[Row]:
     )
     base.note += f"; median pair of {len(pairs)}"
     gateway.note = f"median of {len(pairs)} pairs, ratios {ratios}; highest peak RSS of all"
+    _append_note(gateway, _bounds_note([pair[1] for pair in pairs]))
     return [base, gateway]
 
 
@@ -208,7 +237,8 @@ def ceiling(h: Harness) -> list[Row]:
     with h.server(
         "ceiling", [sys.executable, "-m", "bench.ceiling", "--port", str(port)], url=url + "/"
     ) as server:
-        result = asyncio.run(h.curl_put(file.path, url + "/ceiling.bin"))
+        with measure({"bare": server.pid}) as base_cpu:
+            result = asyncio.run(h.curl_put(file.path, url + "/ceiling.bin"))
         ceiling_rss = peak_rss(server.pid)
     problem = h.check_receipt(result, file)
     base_seconds = None if problem else result.seconds
@@ -221,11 +251,13 @@ def ceiling(h: Harness) -> list[Row]:
             peak_rss=ceiling_rss,
             failures=1 if problem else 0,
             note=problem or "uvicorn httptools+uvloop",
+            cpu=base_cpu,
         )
     ]
     h.log(f"ceiling: gateway on the file store {human(file.size)}")
     with h.gateway("ceiling") as gw:
-        result = asyncio.run(h.curl_put(file.path, gw.link("1002") + "/"))
+        with measure({"gateway": gw.pid}) as cpu:
+            result = asyncio.run(h.curl_put(file.path, gw.link("1002") + "/"))
         rss = gw.peak_rss_bytes()
     rows.append(
         _gateway_row(
@@ -241,6 +273,8 @@ def ceiling(h: Harness) -> list[Row]:
             check_rss=False,
         )
     )
+    _add_cpu(rows[-1], cpu, base_cpu)
+    _append_note(rows[-1], _bounds_note(rows[-1:]))
     return rows
 
 
@@ -310,11 +344,13 @@ def _median_round(rounds: list[list[Row]]) -> list[Row]:
         if any(row.failures for row in round_rows) or round_rows[-1].ratio is None:
             return round_rows
     if len(rounds) == 1:
+        _append_note(rounds[0][-1], _bounds_note([rounds[0][-1]]))
         return rounds[0]
     ordered = sorted(rounds, key=lambda round_rows: round_rows[-1].ratio or 0.0)
     chosen = ordered[(len(ordered) - 1) // 2]
     ratios = ", ".join(f"{round_rows[-1].ratio:.2f}" for round_rows in rounds)
     chosen[-1].note += f"; median of {len(rounds)} rounds, ratios {ratios}"
+    _append_note(chosen[-1], _bounds_note([round_rows[-1] for round_rows in rounds]))
     return chosen
 
 
@@ -326,6 +362,7 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
     note = f"tus-js-client, chunkSize {chunk_text}"
     rows: list[Row] = []
     peers: dict[str, float] = {}
+    peer_cpu: dict[str, CpuUse] = {}
     with h.bucket() as bucket:
         h.warm(bucket)
         port = free_port()
@@ -336,7 +373,8 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
             "tus-node", [h.node(), script, str(port), bucket], url=f"http://127.0.0.1:{port}/files"
         ) as server:
             h.settle()
-            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files", file, chunk)
+            with measure({"S3": h.seaweed.process.pid, "@tus/server": server.pid}) as cpu:
+                seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
             Row(
@@ -347,17 +385,20 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
                 peak_rss=rss,
                 failures=1 if problem else 0,
                 note=problem or note + ", 8 MiB parts (default)",
+                cpu=cpu,
             )
         )
         if seconds:
             peers["@tus/server"] = seconds
+            peer_cpu["@tus/server"] = cpu
 
         port = free_port()
         h.log(f"tus: tuspyserver S3Storage {human(file.size)}, chunkSize {chunk_text}{of}")
         argv = [sys.executable, "-m", "bench.tuspy_peer", "--port", str(port), "--bucket", bucket]
         with h.server("tuspyserver", argv, url=f"http://127.0.0.1:{port}/files/") as server:
             h.settle()
-            seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files/", file, chunk)
+            with measure({"S3": h.seaweed.process.pid, "tuspyserver": server.pid}) as cpu:
+                seconds, problem = _tus_upload(h, f"http://127.0.0.1:{port}/files/", file, chunk)
             rss = peak_rss(server.pid)
         rows.append(
             Row(
@@ -368,16 +409,19 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
                 peak_rss=rss,
                 failures=1 if problem else 0,
                 note=problem or note + ", 5 MiB parts (default)",
+                cpu=cpu,
             )
         )
         if seconds:
             peers["tuspyserver"] = seconds
+            peer_cpu["tuspyserver"] = cpu
 
         h.log(f"tus: gateway {human(file.size)}, chunkSize {chunk_text}{of}")
         with h.gateway("tus", bucket=bucket) as gw:
             link = gw.link("1003")
             h.settle()
-            seconds, problem = _tus_upload(h, link + "/tus/", file, chunk)
+            with measure({"S3": h.seaweed.process.pid, "gateway": gw.pid}) as cpu:
+                seconds, problem = _tus_upload(h, link + "/tus/", file, chunk)
             if not problem:
                 problem = _gateway_tus_stored(gw, link, file)
             rss = gw.peak_rss_bytes()
@@ -397,6 +441,7 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
                 note=problem or note + ", 16 MiB parts",
             )
         )
+        _add_cpu(rows[-1], cpu, peer_cpu.get(fastest_name))
     return rows
 
 

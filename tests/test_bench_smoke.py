@@ -65,6 +65,12 @@ def test_quick_bench_runs_every_scenario(tmp_path: Path) -> None:
         if row[1].startswith("gateway"):
             assert row[4] != "-" and row[8].endswith("MiB"), row
     assert "| put | gateway curl -T 6 MiB |" in done.stdout
+    # The put and tus rows say what the S3 server, the server and the client spent.
+    cpu = {row[1]: row[9] for row in rows}
+    assert cpu["gateway curl -T 6 MiB"].startswith("S3 "), cpu
+    assert " · gateway " in cpu["gateway curl -T 6 MiB"], cpu
+    assert " · client " in cpu["boto3 upload_file 6 MiB"], cpu
+    assert "CPU-bound ratio" in next(r[10] for r in rows if r[1] == "gateway curl -T 6 MiB")
     assert "## Machine" in (results / "latest.md").read_text()
     assert (results / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The run removed its temp dir (test files, server data) on the way out.

@@ -127,6 +127,11 @@ class GatewayProcess:
                     return int(line.split()[1]) * 1024
         return 0
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the gateway is not running"
+        return self.process.pid
+
     def peak_rss_bytes(self) -> int:
         assert self.process is not None
         with open(f"/proc/{self.process.pid}/status") as fh:
