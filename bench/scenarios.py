@@ -27,6 +27,7 @@ from bench.harness import Harness, PutResult
 from bench.proc_stats import peak_rss, proc_stats
 from bench.procs import free_port
 from bench.results import MiB, Row, percentile
+from gateway.uploads.partsize import part_for_request
 
 RSS_HEADROOM = 150 * MiB
 PUT_RATIO = 0.9
@@ -438,7 +439,7 @@ def _tus_round(h: Harness, chunk: int | None, number: int = 1) -> list[Row]:
                 met=None if problem else (ratio is not None and ratio >= TUS_RATIO),
                 peak_rss=rss,
                 failures=1 if problem else 0,
-                note=problem or note + ", 16 MiB parts",
+                note=problem or note + f", {human(part_for_request(chunk or file.size))} parts",
             )
         )
         _add_cpu(rows[-1], cpu, peer_cpu.get(fastest_name))

@@ -28,7 +28,7 @@ from gateway.uploads import records
 from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
-from gateway.uploads.partsize import TooLargeForBudget, plan_parts
+from gateway.uploads.partsize import TooLargeForBudget, part_for_request, plan_parts
 from gateway.uploads.records import FINAL, MAX_PARTIALS, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
@@ -290,6 +290,8 @@ class UploadEngine:
         if expect is not None and offset + expect > limit:
             code = Code.TOO_LARGE if record.length is None else Code.BODY_TOO_LONG
             raise GatewayError(code, "The body would run past the upload's length.")
+        if record.multipart_id is None and stored.tail is None:
+            await self._fit_parts(record, expect)
         writer = _PartWriter(self, record, stored, checksum)
         received = 0
         try:
@@ -343,6 +345,20 @@ class UploadEngine:
                 raise
             return Progress(offset=reached, file=file)
         return Progress(offset=await writer.suspend(keep=True))
+
+    async def _fit_parts(self, record: UploadRecord, expect: int | None) -> None:
+        """Before any byte is stored, size the parts for the first request (under the lease).
+
+        The plan is fixed from the first byte on (part ``n``'s size is a function of the
+        plan), so only an upload with no multipart upload and no tail may change it.
+        """
+        try:
+            plan = plan_parts(record.length, self.budget.limit, part_for_request(expect))
+        except TooLargeForBudget:
+            return
+        if plan != record.plan:
+            record.plan = plan
+            await self._save(record)
 
     async def abandon(self, record: UploadRecord) -> None:
         """Remove an unfinished upload (or an unused partial one) and everything it stored."""

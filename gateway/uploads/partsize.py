@@ -18,6 +18,10 @@ MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 DEFAULT_PART = 16 * MiB
+# A store spends a fixed cost on every part, so a request long enough takes larger parts:
+# fewer requests to a paid store, and on SeaweedFS here 1 to 3 % faster per GiB than
+# 16 MiB parts (three interleaved pairs of 1 GiB tus uploads).
+LARGE_PART = 32 * MiB
 GROWTH_EVERY = 1_000
 
 
@@ -80,6 +84,21 @@ def plan_parts(length: int | None, budget: int, preferred: int = DEFAULT_PART) -
             f"{length} bytes need parts of {size} bytes, more than the memory budget allows"
         )
     return PartPlan(base=size, cap=size, fixed=True)
+
+
+def part_for_request(body: int | None) -> int:
+    """The part size to prefer for an upload whose first request declares ``body`` bytes.
+
+    A request declaring at least two large parts (a whole-file PUT, a tus PATCH
+    of 64 MiB or more) takes :data:`LARGE_PART`: when it or a later request ends
+    mid-part, the tail kept until the next request is at most half of what that
+    request sent. Shorter requests, and bodies of unknown length, keep
+    :data:`DEFAULT_PART`, which the browser page and the CLI send one per
+    request, so their requests leave no tail at all.
+    """
+    if body is not None and body >= 2 * LARGE_PART:
+        return LARGE_PART
+    return DEFAULT_PART
 
 
 def offset_of_part(plan: PartPlan, number: int) -> int:

@@ -20,6 +20,7 @@ from gateway.store.base import ObjectStore
 from gateway.uploads import records
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
+from gateway.uploads.partsize import DEFAULT_PART, LARGE_PART
 from gateway.uploads.records import FileRecord, UploadRecord
 from tests.uploads.conftest import StoreFactory
 
@@ -39,7 +40,7 @@ class Harness:
             link_id=new_link_id(),
         )  # fmt: skip
 
-    def engine(self) -> UploadEngine:
+    def engine(self, budget: int = 10 * MiB) -> UploadEngine:
         """A fresh engine on a fresh store instance: a restart, or another replica."""
         store = self.make_store()
         self.stores.append(store)
@@ -48,7 +49,7 @@ class Harness:
             self.finished.append(file)
 
         return UploadEngine(
-            store, BufferBudget(10 * MiB), attachment_max=1 * MiB, on_finished=on_finished
+            store, BufferBudget(budget), attachment_max=1 * MiB, on_finished=on_finished
         )
 
     async def close(self) -> None:
@@ -120,6 +121,36 @@ def test_resume_from_the_tail(new_store: StoreFactory) -> None:
         progress = await engine.write(record, cut, body(DATA[cut:]), expect=len(DATA) - cut)
         assert progress.file is not None and progress.file.sha256 == SHA
         assert await read_all(engine.store, record.id) == DATA
+
+    run(new_store, scenario)
+
+
+def test_parts_fit_the_first_request_and_then_stay(new_store: StoreFactory) -> None:
+    """A first request of two large parts or more takes large parts; a shorter one, the default.
+
+    The plan is chosen under the lease before the first byte is stored and never
+    changes after (a later long request does not change it).
+    """
+    data = os.urandom(2 * LARGE_PART + 3 * MiB)
+    long_first = 2 * LARGE_PART
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine(budget=128 * MiB)
+        for first, part in ((long_first, LARGE_PART), (DEFAULT_PART, DEFAULT_PART)):
+            record = await create(engine, h.link, len(data))
+            assert record.plan.base == DEFAULT_PART
+            progress = await engine.write(record, 0, body(data[:first]), expect=first)
+            assert progress.offset == first
+            loaded = await engine.load(record.id)
+            assert loaded.plan.base == part
+            assert loaded.multipart_id is not None
+            parts = await engine.store.list_parts(records.data_key(record.id), loaded.multipart_id)
+            assert {p.size for p in parts} == {part}
+            rest = len(data) - first
+            progress = await engine.write(loaded, first, body(data[first:]), expect=rest)
+            assert progress.file is not None
+            assert progress.file.sha256 == hashlib.sha256(data).hexdigest()
+            assert await read_all(engine.store, record.id) == data
 
     run(new_store, scenario)
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from gateway.uploads.partsize import (
     DEFAULT_PART,
     GROWTH_EVERY,
+    LARGE_PART,
     MAX_PART,
     MAX_PARTS,
     MIN_PART,
@@ -17,6 +18,7 @@ from gateway.uploads.partsize import (
     TooLargeForBudget,
     max_part_for_budget,
     offset_of_part,
+    part_for_request,
     plan_parts,
 )
 
@@ -107,3 +109,15 @@ def test_plan_survives_json(budget: int, length: int | None) -> None:
     except TooLargeForBudget:
         return
     assert PartPlan.from_json(plan.to_json()) == plan
+
+
+def test_a_request_of_two_large_parts_or_more_prefers_large_parts() -> None:
+    assert part_for_request(None) == DEFAULT_PART
+    assert part_for_request(0) == DEFAULT_PART
+    assert part_for_request(DEFAULT_PART) == DEFAULT_PART
+    assert part_for_request(2 * LARGE_PART - 1) == DEFAULT_PART
+    assert part_for_request(2 * LARGE_PART) == LARGE_PART
+    assert part_for_request(5 * 1024 * MiB) == LARGE_PART
+    # The budget still caps the part: a small budget keeps parts small.
+    assert plan_parts(1 << 30, 10 * MiB, part_for_request(1 << 30)).base == 5 * MiB
+    assert plan_parts(1 << 30, 256 * MiB, part_for_request(1 << 30)).base == LARGE_PART
