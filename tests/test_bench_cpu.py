@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -36,9 +37,11 @@ def test_measure_splits_a_running_server_from_the_exiting_client() -> None:
     try:
         with measure({"server": server.pid}) as use:
             subprocess.run([sys.executable, "-c", BURN], check=True)
-            server_done = 0.0
-            while server_done < 0.25:  # the server's burn ends on its own
-                server_done = process_cpu(server.pid) or 0.0
+            deadline = time.monotonic() + 60
+            while (process_cpu(server.pid) or 0.0) < 0.25:  # the server's burn ends on its own
+                assert server.poll() is None, "the server exited before its burn was seen"
+                assert time.monotonic() < deadline, "the server's burn was never seen"
+                time.sleep(0.01)
     finally:
         server.kill()
         server.wait()
