@@ -155,6 +155,44 @@ def test_parts_fit_the_first_request_and_then_stay(new_store: StoreFactory) -> N
     run(new_store, scenario)
 
 
+def test_a_cut_long_first_request_keeps_its_large_parts_on_another_replica(
+    new_store: StoreFactory,
+) -> None:
+    """A long first request cut mid-part leaves a large part, a tail and its plan.
+
+    Short requests on a fresh engine (another replica) go on with that plan.
+    """
+    data = os.urandom(2 * LARGE_PART + 3 * MiB)
+    cut = LARGE_PART + 5 * MiB  # one large part and a tail
+
+    async def scenario(h: Harness) -> None:
+        first = h.engine(budget=128 * MiB)
+        record = await create(first, h.link, len(data))
+        with pytest.raises(GatewayError) as info:
+            await first.write(record, 0, body(data[:cut]), expect=len(data))
+        assert info.value.code is Code.INCOMPLETE_BODY
+        other = h.engine(budget=128 * MiB)
+        loaded = await other.load(record.id)
+        assert loaded.plan.base == LARGE_PART
+        assert await other.offset(loaded) == cut
+        tails = await other.store.list(records.tail_prefix(record.id))
+        assert [t.size for t in tails] == [cut - LARGE_PART]
+        offset = cut
+        while True:  # the rest in short requests, as the page would send it
+            end = min(offset + DEFAULT_PART, len(data))
+            chunk = body(data[offset:end])
+            progress = await other.write(loaded, offset, chunk, expect=end - offset)
+            if end == len(data):
+                break
+            assert (await other.load(record.id)).plan.base == LARGE_PART
+            offset = progress.offset
+        assert progress.file is not None
+        assert progress.file.sha256 == hashlib.sha256(data).hexdigest()
+        assert await read_all(other.store, record.id) == data
+
+    run(new_store, scenario)
+
+
 def test_offset_comes_from_the_store_after_a_restart(new_store: StoreFactory) -> None:
     cut = 2 * PART + 1 * MiB
 
