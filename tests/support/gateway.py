@@ -118,27 +118,26 @@ class GatewayProcess:
 
     stop = terminate
 
-    def rss_bytes(self) -> int:
-        """Current resident memory of the gateway process."""
-        assert self.process is not None
-        with open(f"/proc/{self.process.pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
     @property
     def pid(self) -> int:
         assert self.process is not None, "the gateway is not running"
         return self.process.pid
 
-    def peak_rss_bytes(self) -> int:
-        assert self.process is not None
-        with open(f"/proc/{self.process.pid}/status") as fh:
+    def _status_bytes(self, field: str) -> int:
+        """A memory figure (``VmRSS``, ``VmHWM``) of the process, from /proc, in bytes."""
+        with open(f"/proc/{self.pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
         return 0
+
+    def rss_bytes(self) -> int:
+        """Current resident memory of the gateway process."""
+        return self._status_bytes("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """Peak resident memory of the gateway process."""
+        return self._status_bytes("VmHWM")
 
 
 def gateway_env(workdir: Path, **extra: str) -> dict[str, str]:
