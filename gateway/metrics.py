@@ -31,7 +31,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROTOCOLS = ("put", "form", "tus")
 ROUTES = ("attachment", "storage")
 DELIVERY_RESULTS = ("delivered", "failed", "retried")
-SCAN_RESULTS = ("clean", "infected", "error")
+SCAN_RESULTS = ("clean", "infected", "not_scanned", "error")
 LINK_SOURCES = ("cli", "api", "webhook")
 READY_CHECKS = ("storage", "tickets")
 
@@ -118,6 +118,12 @@ class Metrics:
             "Finished files not yet announced on their ticket.",
             registry=r,
         )
+        self.deliveries_waiting_for_scanner = Gauge(
+            "gateway_deliveries_waiting_for_scanner",
+            "Files that must be scanned and that this process, having no scanner, leaves "
+            "to a process that scans (0 in a process that scans).",
+            registry=r,
+        )
         self.delivery_oldest_age = Gauge(
             "gateway_delivery_oldest_age_seconds",
             "Age of the oldest pending delivery (0 when none is pending).",
@@ -159,7 +165,7 @@ class Metrics:
         )
         self.scans = Counter(
             "gateway_scans_total",
-            "Malware scans of finished files, by result (clean, infected, error).",
+            "Malware scans of finished files, by result (clean, infected, not_scanned, error).",
             ["result"],
             registry=r,
         )

@@ -17,6 +17,14 @@ Failures come in two kinds the caller must treat differently:
 
 They share the base :class:`ScanFailure` but neither is a subclass of the
 other, so an ``except`` for one cannot swallow the other by accident.
+
+A file larger than clamd scans whole is never called clean. libclamav scans at
+most 2 GiB - 1 of a file (less where clamd.conf says so) and, without
+``AlertExceedsMax``, answers ``OK`` for a larger file even with malware at its
+start. So :func:`scan_file` sends only the first ``max_scan`` bytes of a larger
+file and turns the answer into a :class:`Verdict`: anything found is found,
+but an ``OK`` for a file past the limit is ``not_scanned:too_large``, as are
+clamd's own ``Heuristics.Limits.Exceeded`` and stream-length answers.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigError
 
 __all__ = [
+    "CLAMD_MAX_SCAN",
+    "CLEAN",
+    "NOT_SCANNED_TOO_LARGE",
     "ClamdScanner",
     "ScanFailure",
     "ScanResult",
@@ -40,9 +51,13 @@ __all__ = [
     "ScannerUnavailable",
     "TcpAddress",
     "UnixAddress",
+    "Verdict",
+    "classify",
+    "describe",
     "open_scanner",
     "parse_address",
     "parse_reply",
+    "scan_file",
 ]
 
 MiB = 1024 * 1024
@@ -96,6 +111,69 @@ class Scanner(Protocol):
 
 
 # -- pure parts -------------------------------------------------------------
+
+#: libclamav scans at most 2 GiB - 1 of one file, whatever clamd.conf says.
+CLAMD_MAX_SCAN = 2**31 - 1
+CLEAN = "clean"
+NOT_SCANNED_TOO_LARGE = "not_scanned:too_large"
+INFECTED = "infected"
+#: What clamd answers when a stream passes its StreamMaxLength.
+_STREAM_LIMIT_REPLY = "size limit exceeded"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a receipt's ``scan`` says of one file, and why in words.
+
+    ``value`` is ``clean``, ``infected:SIGNATURE`` or ``not_scanned:too_large``;
+    ``limit`` is the scanner's limit in bytes when the file went past it.
+    """
+
+    value: str
+    limit: int | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.value == CLEAN
+
+    @property
+    def infected(self) -> bool:
+        return self.value.startswith(INFECTED + ":")
+
+    @property
+    def too_large(self) -> bool:
+        return self.value == NOT_SCANNED_TOO_LARGE
+
+
+def describe(value: str, limit: int | None) -> str:
+    """The words receipts, comments and the audit log use for a ``scan`` value."""
+    if value == NOT_SCANNED_TOO_LARGE:
+        where = f" ({limit} bytes)" if limit else ""
+        return f"not scanned: larger than the scanner's limit{where}"
+    if value.startswith(INFECTED + ":"):
+        return f"malware detected ({value.split(':', 1)[1]})"
+    return value
+
+
+def classify(outcome: ScanResult | ScannerError, size: int, max_scan: int) -> Verdict:
+    """Turn clamd's answer on (the first ``max_scan`` bytes of) a ``size``-byte file into a verdict.
+
+    Only an explicit OK for a file no larger than ``max_scan`` is clean; an OK
+    for a larger file, a limit heuristic or a stream-length error is
+    ``not_scanned:too_large``; a signature found is infected wherever it was;
+    any other error leaves the file unscannable, which counts as infected.
+    """
+    if isinstance(outcome, ScannerError):
+        if _STREAM_LIMIT_REPLY in str(outcome).lower():
+            return Verdict(NOT_SCANNED_TOO_LARGE, min(size, max_scan))
+        return Verdict(f"{INFECTED}:unscannable ({outcome})")
+    if outcome.limit_exceeded:
+        return Verdict(NOT_SCANNED_TOO_LARGE, max_scan if size > max_scan else None)
+    if not outcome.clean:
+        return Verdict(f"{INFECTED}:{outcome.signature}")
+    if size > max_scan:
+        return Verdict(NOT_SCANNED_TOO_LARGE, max_scan)
+    return Verdict(CLEAN)
 
 
 def parse_reply(text: str) -> ScanResult:
@@ -319,6 +397,36 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(OSError, TimeoutError):
         async with asyncio.timeout(1.0):
             await writer.wait_closed()
+
+
+async def _first(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The first ``limit`` bytes of ``chunks``."""
+    left = limit
+    try:
+        async for chunk in chunks:
+            if left <= 0:
+                break
+            piece = chunk if len(chunk) <= left else chunk[:left]
+            left -= len(piece)
+            yield piece
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def scan_file(
+    scanner: Scanner, chunks: AsyncIterator[bytes], size: int, max_scan: int
+) -> Verdict:
+    """Scan a ``size``-byte file, at most its first ``max_scan`` bytes, into a :class:`Verdict`.
+
+    :class:`ScannerUnavailable` passes through: nothing was learned.
+    """
+    try:
+        result: ScanResult | ScannerError = await scanner.scan(_first(chunks, max_scan))
+    except ScannerError as exc:
+        result = exc
+    return classify(result, size, max_scan)
 
 
 def open_scanner(address: str | None) -> Scanner | None:

@@ -133,6 +133,8 @@ def build_services(
         public_comments=settings.public_comments,
         batch_window=batch_window,
         scanner=scanner,
+        max_scan=settings.clamd_max_scan,
+        scan_oversize=settings.scan_oversize,
         on_event=on_event,
     )
 
@@ -143,11 +145,16 @@ def build_services(
             "upload_finished",
             {"file_id": file.file_id, "ticket": file.ticket, "link_id": file.link_id,
              "filename": file.filename, "size": file.size, "sha256": file.sha256,
-             "route": file.route, "protocol": file.protocol},
+             "route": file.route, "protocol": file.protocol,
+             "scan_required": file.scan_required},
         )  # fmt: skip
 
     engine = UploadEngine(
-        store, budget, attachment_max=settings.attachment_max, on_finished=on_finished
+        store,
+        budget,
+        attachment_max=settings.attachment_max,
+        on_finished=on_finished,
+        scan_required=scanner is not None,
     )
     services = Services(
         settings=settings,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.scan import CLAMD_MAX_SCAN
 from gateway.units import parse_duration, parse_size
 
 T = TypeVar("T")
@@ -70,6 +71,8 @@ class Settings:
     download_ttl: int = 30 * 86400
     retention: int | None = None
     clamd: str | None = None
+    clamd_max_scan: int = CLAMD_MAX_SCAN
+    scan_oversize: str = "deliver"
     buffer_memory: int = 256 * MiB
     staff_token: str | None = field(default=None, repr=False)
     public_comments: bool = False
@@ -219,6 +222,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if buffer_memory < 2 * S3_MIN_PART:
         raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
 
+    clamd_max_scan = _parse(env, "GATEWAY_CLAMD_MAX_SCAN", parse_size, CLAMD_MAX_SCAN)
+    if not 0 < clamd_max_scan <= CLAMD_MAX_SCAN:
+        raise ConfigError(
+            f"GATEWAY_CLAMD_MAX_SCAN: must be between 1 byte and {CLAMD_MAX_SCAN} bytes "
+            "(libclamav scans at most 2 GiB - 1 of a file)"
+        )
+
     if tickets == "zendesk" and attachment_max > ZENDESK_ATTACHMENT_LIMIT:
         raise ConfigError(
             "GATEWAY_ATTACHMENT_MAX: Zendesk takes attachments of at most 50 MB; "
@@ -245,6 +255,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_ttl=_parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),
         retention=_parse(env, "GATEWAY_RETENTION", parse_duration, None),
         clamd=_get(env, "GATEWAY_CLAMD"),
+        clamd_max_scan=clamd_max_scan,
+        scan_oversize=_parse(
+            env, "GATEWAY_SCAN_OVERSIZE", _choice("deliver", "quarantine"), "deliver"
+        ),
         buffer_memory=buffer_memory,
         staff_token=_get(env, "GATEWAY_STAFF_TOKEN"),
         public_comments=_parse(env, "GATEWAY_PUBLIC_COMMENTS", _bool, False),

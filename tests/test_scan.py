@@ -19,16 +19,21 @@ from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
 from gateway.scan import (
+    CLEAN,
+    NOT_SCANNED_TOO_LARGE,
     ClamdScanner,
     ScannerError,
     ScannerUnavailable,
     ScanResult,
     TcpAddress,
     UnixAddress,
+    classify,
+    describe,
     frame,
     open_scanner,
     parse_address,
     parse_reply,
+    scan_file,
 )
 from tests.support.clamd import (
     EICAR,
@@ -342,3 +347,62 @@ def test_file_under_clamd_limits_still_scans(small_clamd: ClamdServer) -> None:
     result = run(ClamdScanner(small_clamd.tcp_address).scan(stream([EICAR])))
     assert result.signature == EICAR_SIGNATURE
     assert not result.limit_exceeded
+
+
+# -- verdicts: a file past the scanner's limit is never clean ----------------------
+
+
+LIMIT = 64 * MiB
+
+
+@given(st.integers(min_value=0, max_value=LIMIT))
+def test_ok_within_the_limit_is_clean(size: int) -> None:
+    assert classify(ScanResult(clean=True), size, LIMIT).value == CLEAN
+
+
+@given(st.integers(min_value=LIMIT + 1, max_value=2**46))
+def test_ok_past_the_limit_is_not_scanned_and_names_the_limit(size: int) -> None:
+    verdict = classify(ScanResult(clean=True), size, LIMIT)
+    assert verdict.value == NOT_SCANNED_TOO_LARGE and not verdict.clean
+    assert verdict.limit == LIMIT
+    assert describe(verdict.value, verdict.limit) == (
+        f"not scanned: larger than the scanner's limit ({LIMIT} bytes)"
+    )
+
+
+@pytest.mark.parametrize("size", [1, LIMIT, LIMIT + 1])
+def test_a_signature_found_is_infected_whatever_the_size(size: int) -> None:
+    verdict = classify(ScanResult(clean=False, signature="Eicar-Test-Signature"), size, LIMIT)
+    assert verdict.infected and verdict.value == "infected:Eicar-Test-Signature"
+
+
+@pytest.mark.parametrize("size", [1, LIMIT + 1])
+def test_limit_heuristics_and_stream_limits_are_not_scanned(size: int) -> None:
+    exceeded = ScanResult(clean=False, signature="Heuristics.Limits.Exceeded.MaxFileSize")
+    assert classify(exceeded, size, LIMIT).too_large
+    stream_limit = ScannerError("clamd could not scan the file: INSTREAM size limit exceeded")
+    assert classify(stream_limit, size, LIMIT).too_large
+
+
+def test_other_scanner_errors_count_as_infected() -> None:
+    verdict = classify(ScannerError("clamd could not scan the file: Can't allocate"), 10, LIMIT)
+    assert verdict.infected and "unscannable" in verdict.value
+
+
+def test_scan_file_sends_at_most_the_limit(clamd: ClamdServer) -> None:
+    """EICAR in the first bytes of an oversized file is still found; the rest is not sent."""
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for block in [EICAR, bytes(MiB), bytes(MiB), bytes(MiB)]:
+            sent.append(len(block))
+            yield block
+
+    scanner = ClamdScanner(clamd.tcp_address)
+    verdict = run(scan_file(scanner, chunks(), len(EICAR) + 3 * MiB, MiB))
+    assert verdict.value == f"infected:{EICAR_SIGNATURE}"
+    assert sum(sent) <= len(EICAR) + 2 * MiB  # stopped reading past the limit
+    clean = run(scan_file(scanner, stream([bytes(3 * MiB)]), 3 * MiB, MiB))
+    assert clean.value == NOT_SCANNED_TOO_LARGE and clean.limit == MiB
+    whole = run(scan_file(scanner, stream([bytes(MiB)]), MiB, MiB))
+    assert whole.value == CLEAN

@@ -24,6 +24,16 @@ class CommentLine:
     download_url: str | None = None
     link_expires_at: float | None = None
     infected: str | None = None  # the scanner's signature name
+    # Why the file is held back without malware found (too large to scan, under
+    # GATEWAY_SCAN_OVERSIZE=quarantine); like ``infected``, no attachment, no link.
+    held: str | None = None
+    # A caveat shown with a delivered file (too large to scan, delivered anyway).
+    caveat: str | None = None
+
+    @property
+    def withheld(self) -> bool:
+        """Neither attached nor linked: quarantined for malware or for its size."""
+        return bool(self.infected or self.held)
 
 
 def _when(ts: float) -> str:
@@ -48,11 +58,17 @@ def render(lines: list[CommentLine]) -> str:
                 f"  QUARANTINED: malware detected ({line.infected}). The file is not attached "
                 "and has no download link."
             )
+        elif line.held:
+            out.append(
+                f"  QUARANTINED: {line.held}. The file is not attached and has no download link."
+            )
         elif line.download_url:
             expiry = f" (expires {_when(line.link_expires_at)})" if line.link_expires_at else ""
             out.append(f"  Download: {line.download_url}{expiry}")
         else:
             out.append("  Attached to this comment.")
+        if line.caveat and not line.withheld:
+            out.append(f"  Caution: {line.caveat}.")
         out.append(f"  {marker(f.file_id)}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -32,7 +32,14 @@ from typing import Any
 from gateway.delivery import comments
 from gateway.errors import GatewayError
 from gateway.links import Links
-from gateway.scan import ScanFailure, Scanner, ScannerUnavailable
+from gateway.scan import (
+    CLAMD_MAX_SCAN,
+    NOT_SCANNED_TOO_LARGE,
+    Scanner,
+    ScannerUnavailable,
+    describe,
+    scan_file,
+)
 from gateway.store.base import ObjectStore, StorageError
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
 from gateway.uploads import records
@@ -58,6 +65,8 @@ class Entry:
     next_at: float = 0.0
     last_error: str = ""
     refused: bool = False  # the last failure was a refusal (parked as failed)
+    # Taken in by a process that scans: a process without a scanner leaves it alone.
+    scan_required: bool = False
 
     def to_bytes(self) -> bytes:
         return records.dumps(asdict(self))
@@ -106,7 +115,7 @@ def batches(lines: list[comments.CommentLine], cap: int) -> list[list[comments.C
     current: list[comments.CommentLine] = []
     used = 0
     for line in lines:
-        weight = line.file.size if line.download_url is None and not line.infected else 0
+        weight = line.file.size if line.download_url is None and not line.withheld else 0
         if current and used + weight > cap:
             out.append(current)
             current, used = [], 0
@@ -129,6 +138,8 @@ class Outbox:
         batch_max_wait: float = 10.0,
         poll_interval: float = 5.0,
         scanner: Scanner | None = None,
+        max_scan: int = CLAMD_MAX_SCAN,
+        scan_oversize: str = "deliver",
         clock: Callable[[], float] = time.time,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
@@ -140,6 +151,8 @@ class Outbox:
         self.batch_max_wait = batch_max_wait
         self.poll_interval = poll_interval
         self.scanner = scanner
+        self.max_scan = max_scan
+        self.scan_oversize = scan_oversize
         self.clock = clock
         self.on_event = on_event or (lambda _name, _fields: None)
         self._wake = asyncio.Event()
@@ -150,6 +163,9 @@ class Outbox:
         self._waiting: dict[str, float] = {}
         self._first_pass = True
         self.scanner_ok = True
+        # Files that must be scanned, left alone here because this process has no
+        # scanner (gauge ``gateway_deliveries_waiting_for_scanner``, ``/readyz``).
+        self.waiting_for_scanner = 0
 
     @property
     def pending(self) -> int:
@@ -167,7 +183,12 @@ class Outbox:
 
     async def enqueue(self, file: FileRecord) -> None:
         """Durably record that ``file`` must be delivered (before its receipt is sent)."""
-        entry = Entry(file_id=file.file_id, ticket=file.ticket, enqueued_at=self.clock())
+        entry = Entry(
+            file_id=file.file_id,
+            ticket=file.ticket,
+            enqueued_at=self.clock(),
+            scan_required=file.scan_required or self.scanner is not None,
+        )
         await self.store.put(records.outbox_key(file.file_id), entry.to_bytes())
         self._waiting[file.file_id] = entry.enqueued_at
         self._wake.set()
@@ -224,6 +245,7 @@ class Outbox:
                 if entry.refused:
                     entry.next_at = 0.0
             self._first_pass = False
+        entries = self._deliverable(entries)
         by_ticket: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_ticket[entry.ticket].append(entry)
@@ -250,6 +272,22 @@ class Outbox:
                 log.warning("storage failed during delivery to ticket %s: %s", ticket, exc)
         return max(0.05, sleep)
 
+    def _deliverable(self, entries: list[Entry]) -> list[Entry]:
+        """The entries this process may deliver: without a scanner, none that need one."""
+        if self.scanner is not None:
+            self.waiting_for_scanner = 0
+            return entries
+        held = [e for e in entries if e.scan_required]
+        if len(held) != self.waiting_for_scanner:
+            if held:
+                log.warning(
+                    "%d file(s) must be scanned before delivery and this process has no "
+                    "scanner (GATEWAY_CLAMD unset): leaving them to a process that scans",
+                    len(held),
+                )
+            self.waiting_for_scanner = len(held)
+        return [e for e in entries if not e.scan_required]
+
     # -- one ticket --------------------------------------------------------------------
 
     async def _load(self, entry: Entry) -> FileRecord | None:
@@ -264,6 +302,8 @@ class Outbox:
             if raw is None:
                 continue
             entry = Entry.from_bytes(raw)
+            if self.scanner is None and entry.scan_required:
+                continue
             file = await self._load(entry)
             if file is None:
                 await self.store.delete(records.outbox_key(entry.file_id))
@@ -307,7 +347,7 @@ class Outbox:
                 attachments=[
                     self._attachment(line.file)
                     for line in batch
-                    if line.download_url is None and line.infected is None
+                    if line.download_url is None and not line.withheld
                 ],
             )
             try:
@@ -328,30 +368,38 @@ class Outbox:
 
     async def _prepare(self, file: FileRecord) -> comments.CommentLine:
         if self.scanner is not None and file.scan is None:
-            try:
-                result = await self.scanner.scan(self._reader(file))
-                file.scan = "clean" if result.clean else f"infected:{result.signature}"
-            except ScannerUnavailable:
-                raise
-            except ScanFailure as exc:
-                # clamd answered without a verdict: never treat the file as clean.
-                file.scan = f"infected:unscannable ({exc})"
+            verdict = await scan_file(
+                self.scanner, self._reader(file), file.size, self.max_scan
+            )  # ScannerUnavailable passes: nothing was learned, delivery waits
+            file.scan, file.scan_limit = verdict.value, verdict.limit
             await self.store.put(records.meta_key(file.file_id), file.to_bytes())
             self.on_event(
                 "scanned",
                 {"file_id": file.file_id, "ticket": file.ticket, "filename": file.filename,
-                 "size": file.size, "result": file.scan},
+                 "size": file.size, "result": file.scan,
+                 "detail": describe(file.scan, file.scan_limit)},
             )  # fmt: skip
         if file.scan and file.scan.startswith("infected:"):
-            if file.status != "quarantined":
-                file.status = "quarantined"
-                file.status_detail = "Malware detected; the file is kept in quarantine."
-                await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+            await self._quarantine(file, "Malware detected; the file is kept in quarantine.")
             return comments.CommentLine(file=file, infected=file.scan.split(":", 1)[1])
+        caveat = None
+        if file.scan == NOT_SCANNED_TOO_LARGE:
+            caveat = describe(file.scan, file.scan_limit)
+            if self.scan_oversize == "quarantine":
+                await self._quarantine(file, f"The file was {caveat}; it is kept in quarantine.")
+                return comments.CommentLine(file=file, held=caveat)
         if file.route == "storage":
             url, expires_at = self.links.download_url(file.file_id, file.filename)
-            return comments.CommentLine(file=file, download_url=url, link_expires_at=expires_at)
-        return comments.CommentLine(file=file)
+            return comments.CommentLine(
+                file=file, download_url=url, link_expires_at=expires_at, caveat=caveat
+            )
+        return comments.CommentLine(file=file, caveat=caveat)
+
+    async def _quarantine(self, file: FileRecord, detail: str) -> None:
+        if file.status != "quarantined":
+            file.status = "quarantined"
+            file.status_detail = detail
+            await self.store.put(records.meta_key(file.file_id), file.to_bytes())
 
     def _reader(self, file: FileRecord) -> AsyncIterator[bytes]:
         return self.store.read(records.data_key(file.file_id))

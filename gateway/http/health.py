@@ -47,6 +47,14 @@ async def readyz(request: Request) -> Response:
         "deliveries_pending": services.outbox.pending,
         "oldest_pending_seconds": round(services.outbox.oldest_age, 1),
     }
+    waiting = services.outbox.waiting_for_scanner
+    if waiting:
+        # Not a failed check: this process still takes uploads; another one scans them.
+        body["waiting_for_scanner"] = waiting
+        body["warnings"] = [
+            f"{waiting} file(s) must be scanned before delivery and this process has no "
+            "scanner (GATEWAY_CLAMD unset); a process that scans will deliver them"
+        ]
     if services.draining:
         body["checks"]["shutdown"] = "draining: this process is shutting down"
     return JSONResponse(body, status_code=200 if ok else 503)
@@ -56,6 +64,7 @@ async def metrics(request: Request) -> Response:
     services = services_of(request)
     services.metrics.deliveries_pending.set(services.outbox.pending)
     services.metrics.delivery_oldest_age.set(services.outbox.oldest_age)
+    services.metrics.deliveries_waiting_for_scanner.set(services.outbox.waiting_for_scanner)
     body, content_type = services.metrics.render()
     return Response(body, media_type=content_type)
 

@@ -86,8 +86,11 @@ class UploadEngine:
         on_finished: OnFinished,
         clock: Callable[[], float] = time.time,
         lease_ttl: float = 10.0,
+        scan_required: bool = False,
     ) -> None:
         self.store = store
+        # This process scans: what it takes in must be scanned before any delivery.
+        self.scan_required = scan_required
         self.budget = budget
         self.attachment_max = attachment_max
         self.on_finished = on_finished
@@ -110,6 +113,7 @@ class UploadEngine:
         metadata: dict[str, str] | None = None,
         concat: str | None = None,
         sources: list[str] | None = None,
+        scan_required: bool = False,
     ) -> UploadRecord:
         """Record a new upload (no bytes yet)."""
         if length is not None and length > link.max_size:
@@ -139,6 +143,7 @@ class UploadEngine:
             metadata=dict(metadata or {}),
             concat=concat,
             sources=list(sources or []),
+            scan_required=self.scan_required or scan_required,
         )
         await self._save(record)
         return record
@@ -408,8 +413,11 @@ class UploadEngine:
         if len(set(sources)) != len(sources):
             raise GatewayError(Code.BAD_REQUEST, "A final upload names a partial upload twice.")
         total = 0
+        scan_required = False
         for source in sources:
-            total += await self._partial_size(link, source)
+            size, required = await self._partial_size(link, source)
+            total += size
+            scan_required = scan_required or required
         record = await self.create(
             link,
             filename=filename,
@@ -419,6 +427,7 @@ class UploadEngine:
             metadata=metadata,
             concat=FINAL,
             sources=sources,
+            scan_required=scan_required,
         )
         # Written before the claim: a process dying from here on leaves a final upload
         # that the next assembly check finds (a marker left by a dropped duplicate
@@ -502,8 +511,9 @@ class UploadEngine:
         file = FileRecord.from_bytes(meta)
         return file if file.ticket == link.ticket else None
 
-    async def _partial_size(self, link: UploadLink, upload_id: str) -> int:
-        """The size of a complete partial upload of the link's ticket, else a client error."""
+    async def _partial_size(self, link: UploadLink, upload_id: str) -> tuple[int, bool]:
+        """The size of a complete partial upload of the link's ticket, and whether it
+        must be scanned; else a client error."""
         record = await self.load(upload_id)
         if record.ticket != link.ticket:
             raise GatewayError(Code.NOT_FOUND, "No such upload.")
@@ -514,7 +524,7 @@ class UploadEngine:
             raise GatewayError(
                 Code.BAD_REQUEST, f"Partial upload {upload_id} is not complete ({reached} bytes)."
             )
-        return reached
+        return reached, record.scan_required
 
     def start_assembly(self, record: UploadRecord) -> asyncio.Task[FileRecord | None]:
         """Assemble a final upload in the background (one task per upload per process).
@@ -672,6 +682,7 @@ class UploadEngine:
             protocol=record.protocol,
             created_at=self.clock(),
             etag=etag,
+            scan_required=record.scan_required or self.scan_required,
         )
         await self.store.put(records.meta_key(file.file_id), file.to_bytes())
         await self.store.put(records.link_index_key(record.link_id, file.file_id), b"")

@@ -28,6 +28,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gateway.scan import NOT_SCANNED_TOO_LARGE, describe
 from gateway.uploads.partsize import PartPlan
 
 
@@ -130,6 +131,8 @@ class UploadRecord:
     # "final" (assembled from the partial uploads named in ``sources``, in order).
     concat: str | None = None
     sources: list[str] = field(default_factory=list)
+    # Taken in by a process that scans: only a process that scans may deliver it.
+    scan_required: bool = False
 
     def to_bytes(self) -> bytes:
         data = asdict(self)
@@ -140,7 +143,7 @@ class UploadRecord:
     def from_bytes(cls, raw: bytes) -> UploadRecord:
         data = json.loads(raw)
         data["plan"] = PartPlan.from_json(data["plan"])
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -161,7 +164,11 @@ class FileRecord:
     status: str = "pending"  # pending | delivered | failed | quarantined | scanning
     status_detail: str = ""
     delivered_at: float | None = None
-    scan: str | None = None  # None (not scanned), clean, infected:SIGNATURE
+    scan: str | None = None  # None (not scanned), clean, infected:SIGNATURE, not_scanned:too_large
+    scan_limit: int | None = None  # the scanner's limit in bytes, when the file went past it
+    # Must be scanned before delivery: recorded at intake, so a replica without a
+    # scanner leaves the file to one that has it.
+    scan_required: bool = False
     retain_until: float | None = None
 
     def to_bytes(self) -> bytes:
@@ -187,4 +194,8 @@ class FileRecord:
         }
         if self.status_detail:
             receipt["status_detail"] = self.status_detail
+        if self.scan is not None:
+            receipt["scan"] = self.scan
+            if self.scan == NOT_SCANNED_TOO_LARGE:
+                receipt["scan_detail"] = describe(self.scan, self.scan_limit)
         return receipt
