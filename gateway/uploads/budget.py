@@ -90,7 +90,10 @@ class BufferBudget:
         spare = self._pool.get(size)
         if spare:
             self.pooled -= size
-            return spare.pop()
+            buffer = spare.pop()
+            if not spare:  # no empty lists in the pool: _evict takes the first one
+                del self._pool[size]
+            return buffer
         # Mapped memory (in use plus pooled) stays within the limit: spare buffers of
         # other sizes make room for the new one.
         self._evict(self.limit - self.in_use)

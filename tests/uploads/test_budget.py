@@ -124,7 +124,8 @@ def test_never_exceeds_the_limit_under_random_load(limit: int, sizes: list[int],
         try:
             await _spin(rng.randrange(4))
         finally:
-            budget.release(len(buffer))
+            # Half the time the buffer goes back to the pool for reuse.
+            budget.release(len(buffer), buffer if rng.random() < 0.5 else None)
 
     async def main() -> None:
         budget = BufferBudget(limit, on_change=watch)
@@ -139,6 +140,27 @@ def test_never_exceeds_the_limit_under_random_load(limit: int, sizes: list[int],
 
     asyncio.run(main())
     assert peak <= limit
+
+
+def test_reusing_the_last_pooled_buffer_of_a_size_leaves_eviction_working() -> None:
+    """Pool {16: [], 32: [b]} once made a 64-byte acquire fail popping the empty list."""
+
+    async def main() -> None:
+        budget = BufferBudget(96)
+        small, medium = await budget.acquire(16), await budget.acquire(32)
+        budget.release(16, small)
+        budget.release(32, medium)
+        assert budget.pooled == 48
+        again = await budget.acquire(16)  # the pool's only 16-byte buffer
+        assert again is small
+        large = await budget.acquire(64)  # needs the 32-byte spare evicted
+        assert len(large) == 64
+        assert budget.in_use == 80 and budget.pooled == 0
+        budget.release(64, large)
+        budget.release(16, again)
+        assert budget.in_use == 0 and budget.in_use + budget.pooled <= 96
+
+    asyncio.run(main())
 
 
 def test_a_released_buffer_is_reused_until_the_process_has_been_idle() -> None:
