@@ -147,7 +147,11 @@ def build_services(
         )  # fmt: skip
 
     engine = UploadEngine(
-        store, budget, attachment_max=settings.attachment_max, on_finished=on_finished
+        store,
+        budget,
+        attachment_max=settings.attachment_max,
+        on_finished=on_finished,
+        lease_wait=settings.busy_wait,
     )
     services = Services(
         settings=settings,

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from gateway.errors import Code, GatewayError
 from gateway.filenames import clean_filename, guess_content_type
 from gateway.http import tus_headers
-from gateway.http.body import body_chunks
+from gateway.http.body import BodyLimits, body_chunks
 from gateway.http.context import services_of
 from gateway.http.errors import error_response, storage_unavailable
 from gateway.http.tus_headers import TUS_VERSION, UnknownAlgorithm
@@ -178,7 +178,7 @@ def _expect(request: Request) -> int | None:
 
 def _chunks(services: Services, request: Request) -> AsyncIterator[bytes]:
     counter = services.metrics.bytes_received.labels("tus")
-    return body_chunks(request, services.settings.idle_timeout, counter.inc)
+    return body_chunks(request, BodyLimits.of(services.settings), counter.inc)
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -239,7 +239,7 @@ async def _write(
 ) -> Progress:
     checksum, verify = _checksum(request)
     expect = _expect(request)
-    with link_slot(services, link):
+    async with link_slot(services, link):
         with failures_counted(services, "tus"):
             return await services.engine.write(
                 record,
