@@ -454,19 +454,30 @@ async def patch(request: Request, services: Services) -> Response:
             raise
         if offset == file.size and not _has_body(request):
             return _reply(204, _file_headers(file))
-        raise GatewayError(
-            Code.OFFSET_MISMATCH,
-            "This upload is already complete.",
-            headers={"Upload-Offset": str(file.size)},
-        ) from None
+        raise _complete(file) from None
     if record.concat == FINAL:
         raise GatewayError(
             Code.FORBIDDEN, "A final upload is made of its partial uploads; it takes no PATCH."
         )
     if length is not None:
         await services.engine.declare_length(record, length)
-    progress = await _write(services, request, link, record, offset)
+    try:
+        progress = await _write(services, request, link, record, offset)
+    except GatewayError as exc:
+        # Another request completed the upload while this one waited for it.
+        file = await _finished(services, link, upload_id) if exc.code is Code.NOT_FOUND else None
+        if file is None:
+            raise
+        raise _complete(file) from None
     return _reply(204, _progress_headers(record, progress))
+
+
+def _complete(file: FileRecord) -> GatewayError:
+    return GatewayError(
+        Code.OFFSET_MISMATCH,
+        "This upload is already complete.",
+        headers={"Upload-Offset": str(file.size)},
+    )
 
 
 async def delete(request: Request, services: Services) -> Response:
