@@ -19,11 +19,20 @@ class BodyLimits:
 
     idle_timeout: float
     min_rate: int = 0  # bytes per second, averaged over ``period``
-    period: float = 10.0  # seconds of waiting for the client; also the grace period
+    period: float = 10.0  # seconds of waiting for the client
+    grace: float | None = None  # first judgement after this long (default: ``period``)
 
     @classmethod
-    def of(cls, settings: Settings) -> BodyLimits:
-        return cls(settings.idle_timeout, settings.min_body_rate, settings.min_body_rate_period)
+    def of(cls, settings: Settings, queued: float = 0.0) -> BodyLimits:
+        """The configured limits for a request that waited ``queued`` seconds for its slot.
+
+        Its client kept sending meanwhile (into the server's buffer), so it gets that
+        much less grace, down to a quarter of the period: a slow body that queued
+        behind slow bodies frees its slot soon, and a fast one is not slowed at all.
+        """
+        period = settings.min_body_rate_period
+        grace = max(period - queued, period / 4)
+        return cls(settings.idle_timeout, settings.min_body_rate, period, grace)
 
 
 class RateWindow:
@@ -31,13 +40,15 @@ class RateWindow:
 
     Pure bookkeeping: the caller passes the time spent waiting for the client
     so far (time spent waiting for storage does not count) and the bytes
-    received so far. A body is judged only once ``period`` seconds of waiting
-    have passed (the grace period), then over a sliding window of that length.
+    received so far. A body is judged only once ``grace`` seconds of waiting
+    have passed (by default ``period``), then over a sliding window of at most
+    ``period`` seconds.
     """
 
-    def __init__(self, min_rate: int, period: float) -> None:
+    def __init__(self, min_rate: int, period: float, grace: float | None = None) -> None:
         self.min_rate = min_rate
         self.period = period
+        self.grace = period if grace is None else min(grace, period)
         self._samples: deque[tuple[float, int]] = deque([(0.0, 0)])
 
     def too_slow(self, waited: float, received: int) -> bool:
@@ -47,7 +58,7 @@ class RateWindow:
             self._samples.popleft()
         start, base = self._samples[0]
         span = waited - start
-        return span >= self.period and received - base < self.min_rate * span
+        return span >= self.grace and received - base < self.min_rate * span
 
 
 async def body_chunks(
@@ -68,7 +79,9 @@ async def body_chunks(
     task = asyncio.current_task()
     assert task is not None
     idle_timeout = limits.idle_timeout
-    window = RateWindow(limits.min_rate, limits.period) if limits.min_rate > 0 else None
+    window = None
+    if limits.min_rate > 0:
+        window = RateWindow(limits.min_rate, limits.period, limits.grace)
     waiting_since: float | None = None
     waited = 0.0  # seconds spent waiting for the client in completed waits
     received = 0
@@ -76,7 +89,7 @@ async def body_chunks(
     handle: asyncio.TimerHandle | None = None
     tick = idle_timeout / 4
     if window is not None:
-        tick = min(tick, limits.period / 4)
+        tick = min(tick, window.grace / 4)
     tick = max(tick, 0.05)
 
     def watchdog() -> None:
@@ -88,8 +101,8 @@ async def body_chunks(
         elif window is not None and waiting_since is not None:
             if window.too_slow(waited + now - waiting_since, received):
                 fired = (
-                    f"The body arrived slower than {limits.min_rate} bytes a second over "
-                    f"{limits.period:.0f} seconds; what arrived is kept, resume from there."
+                    f"The body arrived slower than {limits.min_rate} bytes a second; "
+                    "what arrived is kept, resume from there."
                 )
         if fired is not None:
             task.cancel()

@@ -176,9 +176,9 @@ def _expect(request: Request) -> int | None:
         raise _bad(str(exc)) from None
 
 
-def _chunks(services: Services, request: Request) -> AsyncIterator[bytes]:
+def _chunks(services: Services, request: Request, queued: float) -> AsyncIterator[bytes]:
     counter = services.metrics.bytes_received.labels("tus")
-    return body_chunks(request, BodyLimits.of(services.settings), counter.inc)
+    return body_chunks(request, BodyLimits.of(services.settings, queued), counter.inc)
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -239,12 +239,12 @@ async def _write(
 ) -> Progress:
     checksum, verify = _checksum(request)
     expect = _expect(request)
-    async with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         with failures_counted(services, "tus"):
             return await services.engine.write(
                 record,
                 offset,
-                _chunks(services, request),
+                _chunks(services, request, queued),
                 expect=expect,
                 checksum=checksum,
                 verify=verify,

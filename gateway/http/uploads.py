@@ -6,6 +6,7 @@ and hand the engine the body as a stream of chunks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -42,10 +43,11 @@ def _draining() -> GatewayError:
 
 
 @contextlib.asynccontextmanager
-async def link_slot(services: Services, link: UploadLink) -> AsyncIterator[None]:
+async def link_slot(services: Services, link: UploadLink) -> AsyncIterator[float]:
     """At most ``GATEWAY_LINK_CONCURRENCY`` uploads at once through one link, per process.
 
     A request that finds them all taken waits up to ``GATEWAY_BUSY_WAIT`` for one.
+    Yields how many seconds it waited (see :meth:`BodyLimits.of`).
     """
     if services.draining:
         raise _draining()
@@ -53,6 +55,8 @@ async def link_slot(services: Services, link: UploadLink) -> AsyncIterator[None]
     slots: LinkSlots = services.extras.setdefault(
         "link_slots", LinkSlots(settings.link_concurrency)
     )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     if not await slots.acquire(link.link_id, settings.busy_wait):
         raise GatewayError(
             Code.TOO_MANY_REQUESTS,
@@ -64,7 +68,7 @@ async def link_slot(services: Services, link: UploadLink) -> AsyncIterator[None]
             raise _draining()
         services.metrics.uploads_in_flight.inc()
         try:
-            yield
+            yield loop.time() - started
         finally:
             services.metrics.uploads_in_flight.dec()
     finally:
@@ -112,9 +116,11 @@ async def _pending(services: Services, link: UploadLink, filename: str) -> Uploa
         return None
 
 
-def _chunks(services: Services, request: Request, protocol: str) -> AsyncIterator[bytes]:
+def _chunks(
+    services: Services, request: Request, protocol: str, queued: float
+) -> AsyncIterator[bytes]:
     counter = services.metrics.bytes_received.labels(protocol)
-    return body_chunks(request, BodyLimits.of(services.settings), counter.inc)
+    return body_chunks(request, BodyLimits.of(services.settings, queued), counter.inc)
 
 
 def receipt_response(file: FileRecord, status: int = 201) -> JSONResponse:
@@ -131,7 +137,7 @@ async def put_file(request: Request) -> Response:
     range_header = request.headers.get("content-range")
     content_type = guess_content_type(filename, request.headers.get("content-type"))
     engine = services.engine
-    async with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         if range_header is not None:
             try:
                 crange = headers.parse_content_range(range_header)
@@ -170,7 +176,7 @@ async def put_file(request: Request) -> Response:
             progress = await engine.write(
                 record,
                 start,
-                _chunks(services, request, "put"),
+                _chunks(services, request, "put", queued),
                 final=range_header is None,
                 expect=expect,
             )
@@ -236,9 +242,9 @@ async def _post_form(request: Request) -> Response:
     if not content_type.lower().startswith("multipart/form-data"):
         raise GatewayError(Code.UNSUPPORTED_MEDIA, "Send the files as multipart/form-data.")
     receipts: list[dict[str, Any]] = []
-    async with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         async for file in stream_form(
-            services, link, content_type, _chunks(services, request, "form")
+            services, link, content_type, _chunks(services, request, "form", queued)
         ):
             receipts.append(file.receipt())
     if not receipts:

@@ -1,9 +1,9 @@
 """Edges of the upload surface on SeaweedFS: slow bodies, repeated headers, metadata caps.
 
 One gateway process for the module, on the session's SeaweedFS, with the
-default link concurrency (8) and busy wait (30 s), and a minimum body rate of
-1 KiB/s judged over 2 s (the default judges over 10 s) to keep the slow case
-short. Slow clients are raw sockets; the normal upload beside them is curl.
+defaults for what this is about: 8 uploads at once per link, a 30 s wait for
+one, and a minimum body rate of 1 KiB/s over 10 s. Slow clients are raw
+sockets; the normal upload beside them is curl.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ def gw(
         GATEWAY_STORAGE="s3",
         GATEWAY_S3_BUCKET=seaweed.make_bucket(),
         GATEWAY_ATTACHMENT_MAX="1MiB",
-        GATEWAY_MIN_BODY_RATE="1KiB",
-        GATEWAY_MIN_BODY_RATE_PERIOD="2s",
         **seaweed.env(),
     )
     proc = start_gateway(work, env)

@@ -188,11 +188,11 @@ def test_a_live_holder_renews_past_its_ttl_and_a_waiter_gives_up(
 
     async def scenario() -> None:
         store = new_store()
-        holder = Lease(store, KEY, ttl=0.6)
+        holder = Lease(store, KEY, ttl=2.0)
         await holder.acquire()
-        waiter = Lease(new_store(), KEY, ttl=0.6)
+        waiter = Lease(new_store(), KEY, ttl=2.0)
         with pytest.raises(GatewayError) as caught:
-            await waiter.acquire(wait=2.0)  # more than three times the ttl
+            await waiter.acquire(wait=5.0)  # well past the ttl
         assert caught.value.code is Code.CONFLICT
         assert await _owner(store) == holder.owner
         await holder.release()
