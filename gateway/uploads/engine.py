@@ -94,8 +94,8 @@ class UploadEngine:
         self.on_finished = on_finished
         self.clock = clock
         self.lease_ttl = lease_ttl
-        # How long a request waits for an upload another request is writing before CONFLICT:
-        # longer than ``lease_ttl``, a lease left by a dead process is waited out unseen.
+        # How long a request waits for an upload another request is writing before CONFLICT.
+        # When it is longer than ``lease_ttl``, a dead process's lease is waited out unseen.
         self.lease_wait = lease_wait
         self.hashes = HashCache()
         self._assembling: dict[str, asyncio.Task[FileRecord | None]] = {}

@@ -1,9 +1,11 @@
 """Short leases in the store, so two replicas never write one upload at once.
 
 A lease is a small object created only if absent. Its holder renews it while
-working; a holder that died stops renewing, and after ``ttl`` seconds another
-request may break the lease. The loser of a race gets
-``GatewayError(Code.CONFLICT)`` and the client retries.
+working (every ``ttl/3`` seconds, so ``ttl`` can be short); a holder that
+died stops renewing, and after ``ttl`` seconds another request may break the
+lease. A request that finds the lease held may wait for it; one that still
+finds it held when its wait is over gets ``GatewayError(Code.CONFLICT)`` and
+the client retries.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ class Lease:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         pause = 0.1
+        broken = 0
         while True:
             try:
                 await self._write(if_absent=True)
                 break
             except PreconditionFailed:
-                if await self._break_if_stale():
+                if broken < 3 and await self._break_if_stale():
+                    broken += 1
                     continue
             left = deadline - loop.time()
             if left <= 0:
