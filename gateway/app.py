@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.http import downloads, health, page, staff, tus, uploads, webhook
 from gateway.http.errors import HANDLERS
+from gateway.http.singletons import SingletonHeaders
 from gateway.logs import RequestId
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -95,6 +96,7 @@ def create_app(
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
+    app.add_middleware(SingletonHeaders)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https"))
     app.add_middleware(RequestId)
     return app

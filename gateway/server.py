@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import json
 import logging
 import signal
 import socket
@@ -194,10 +195,38 @@ class _HeaderDeadline(HttpToolsProtocol):
             self.transport.close()
 
 
+class _JsonBadRequest(HttpToolsProtocol):
+    """A request the HTTP parser refuses (two Content-Length headers, say) gets the
+    gateway's JSON error, like every other bad request, rather than uvicorn's plain text."""
+
+    MESSAGE = (
+        "The request is not valid HTTP/1.1 (a malformed or repeated Content-Length or "
+        "Transfer-Encoding header, say)."
+    )
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": {"code": "bad_request", "message": self.MESSAGE}}).encode()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-content-type-options: nosniff\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
 def http_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with the gateway's header deadline and uncopied bodies."""
+    """uvicorn's httptools protocol with the gateway's header deadline, uncopied bodies and
+    JSON answers to unparseable requests."""
     return type(
-        "HttpProtocol", (_HeaderDeadline, _UncopiedBody), {"header_timeout": header_timeout}
+        "HttpProtocol",
+        (_HeaderDeadline, _JsonBadRequest, _UncopiedBody),
+        {"header_timeout": header_timeout},
     )
 
 

@@ -155,6 +155,7 @@ def build_services(
         attachment_max=settings.attachment_max,
         on_finished=on_finished,
         scan_required=scanner is not None,
+        lease_wait=settings.busy_wait,
     )
     services = Services(
         settings=settings,

@@ -77,7 +77,10 @@ class Settings:
     staff_token: str | None = field(default=None, repr=False)
     public_comments: bool = False
     idle_timeout: float = 60.0
+    min_body_rate: int = 1024  # bytes per second a request body must average; 0: no minimum
+    min_body_rate_period: float = 10.0  # ... over this many seconds of waiting for the client
     link_concurrency: int = 8
+    busy_wait: float = 30.0  # how long a request waits for a link slot or an upload's lease
     log_format: str = "auto"
     log_level: str = "info"
     embedded: bool = True
@@ -139,6 +142,11 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise ValueError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _wait(text: str) -> int:
+    """A duration that may also be ``0`` (no waiting)."""
+    return 0 if text.strip() == "0" else parse_duration(text)
 
 
 def _load_or_create_secret(data_dir: Path) -> bytes:
@@ -263,7 +271,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         staff_token=_get(env, "GATEWAY_STAFF_TOKEN"),
         public_comments=_parse(env, "GATEWAY_PUBLIC_COMMENTS", _bool, False),
         idle_timeout=float(_parse(env, "GATEWAY_IDLE_TIMEOUT", parse_duration, 60)),
+        min_body_rate=_parse(env, "GATEWAY_MIN_BODY_RATE", parse_size, 1024),
+        min_body_rate_period=float(_parse(env, "GATEWAY_MIN_BODY_RATE_PERIOD", parse_duration, 10)),
         link_concurrency=_parse(env, "GATEWAY_LINK_CONCURRENCY", _positive_int, 8),
+        busy_wait=float(_parse(env, "GATEWAY_BUSY_WAIT", _wait, 30)),
         log_format=_parse(env, "GATEWAY_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
         log_level=_parse(
             env, "GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"

@@ -28,6 +28,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.buffer_memory == 256 * MiB
     assert settings.staff_token is None
     assert settings.public_comments is False
+    assert (settings.min_body_rate, settings.min_body_rate_period) == (1024, 10.0)
+    assert settings.busy_wait == 30.0
     assert settings.clamd is None
     assert settings.s3_bucket is None and settings.s3_prefix == ""
     assert settings.s3_checksum == "CRC32C"
@@ -87,6 +89,9 @@ BAD = [
     ("GATEWAY_IDLE_TIMEOUT", "soon"),
     ("GATEWAY_LINK_CONCURRENCY", "0"),
     ("GATEWAY_LINK_CONCURRENCY", "many"),
+    ("GATEWAY_MIN_BODY_RATE", "fast"),
+    ("GATEWAY_MIN_BODY_RATE_PERIOD", "0"),
+    ("GATEWAY_BUSY_WAIT", "-5s"),
     ("GATEWAY_LOG_FORMAT", "xml"),
     ("GATEWAY_LOG_LEVEL", "loud"),
     ("GATEWAY_CLAMD", "clamd.local"),

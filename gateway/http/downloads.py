@@ -3,6 +3,8 @@
 The gateway signs these links itself, so they can outlive S3's seven-day
 presign limit. Bytes stream from the store; one ``Range`` is honoured
 (206/416), ``If-Range`` guards it with the strong ETag (the SHA-256).
+The file name after the token is optional, but when present it must be the
+file's own: a link with an edited name is 404.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ async def _file(request: Request) -> FileRecord:
     if raw is None:
         raise GatewayError(Code.GONE, "This file has been removed.")
     file = FileRecord.from_bytes(raw)
+    name = request.path_params.get("name")
+    if name and name != file.filename:
+        # The name is decoration, but an edited link must not look like a working one.
+        raise GatewayError(Code.NOT_FOUND, "No such file under this link.")
     if file.status == "quarantined" or (file.scan or "").startswith("infected"):
         raise GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
     if file.retain_until is not None and file.retain_until <= services.links.clock():

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from gateway.errors import Code, GatewayError
 from gateway.filenames import clean_filename, guess_content_type
 from gateway.http import tus_headers
-from gateway.http.body import body_chunks
+from gateway.http.body import BodyLimits, body_chunks
 from gateway.http.context import services_of
 from gateway.http.errors import error_response, storage_unavailable
 from gateway.http.tus_headers import TUS_VERSION, UnknownAlgorithm
@@ -176,9 +176,9 @@ def _expect(request: Request) -> int | None:
         raise _bad(str(exc)) from None
 
 
-def _chunks(services: Services, request: Request) -> AsyncIterator[bytes]:
+def _chunks(services: Services, request: Request, queued: float) -> AsyncIterator[bytes]:
     counter = services.metrics.bytes_received.labels("tus")
-    return body_chunks(request, services.settings.idle_timeout, counter.inc)
+    return body_chunks(request, BodyLimits.of(services.settings, queued), counter.inc)
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -239,12 +239,12 @@ async def _write(
 ) -> Progress:
     checksum, verify = _checksum(request)
     expect = _expect(request)
-    with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         with failures_counted(services, "tus"):
             return await services.engine.write(
                 record,
                 offset,
-                _chunks(services, request),
+                _chunks(services, request, queued),
                 expect=expect,
                 checksum=checksum,
                 verify=verify,
@@ -454,19 +454,30 @@ async def patch(request: Request, services: Services) -> Response:
             raise
         if offset == file.size and not _has_body(request):
             return _reply(204, _file_headers(file))
-        raise GatewayError(
-            Code.OFFSET_MISMATCH,
-            "This upload is already complete.",
-            headers={"Upload-Offset": str(file.size)},
-        ) from None
+        raise _complete(file) from None
     if record.concat == FINAL:
         raise GatewayError(
             Code.FORBIDDEN, "A final upload is made of its partial uploads; it takes no PATCH."
         )
     if length is not None:
         await services.engine.declare_length(record, length)
-    progress = await _write(services, request, link, record, offset)
+    try:
+        progress = await _write(services, request, link, record, offset)
+    except GatewayError as exc:
+        # Another request completed the upload while this one waited for it.
+        file = await _finished(services, link, upload_id) if exc.code is Code.NOT_FOUND else None
+        if file is None:
+            raise
+        raise _complete(file) from None
     return _reply(204, _progress_headers(record, progress))
+
+
+def _complete(file: FileRecord) -> GatewayError:
+    return GatewayError(
+        Code.OFFSET_MISMATCH,
+        "This upload is already complete.",
+        headers={"Upload-Offset": str(file.size)},
+    )
 
 
 async def delete(request: Request, services: Services) -> Response:

@@ -19,8 +19,11 @@ from gateway.uploads.records import MAX_PARTIALS
 TUS_VERSION = "1.0.0"
 CHECKSUM_ALGORITHMS: dict[str, int] = {"sha1": 20, "md5": 16, "sha256": 32}
 
-MAX_METADATA_PAIRS = 64
+# Upload-Metadata limits: room for a file name, a type and a few more keys, no more.
+MAX_METADATA_LENGTH = 4096  # characters of the whole header value
+MAX_METADATA_PAIRS = 32
 MAX_KEY_LENGTH = 128
+MAX_VALUE_LENGTH = 2048  # bytes of one decoded value
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # visible ASCII except ','
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
@@ -57,28 +60,44 @@ def parse_metadata(value: str) -> dict[str, bytes]:
     """``Upload-Metadata``: comma-separated ``key base64value`` pairs.
 
     Keys are visible ASCII without spaces or commas, unique and non-empty; a
-    value may be absent (empty). Whitespace around a pair is tolerated, as
+    value may be absent (empty). The header is at most
+    :data:`MAX_METADATA_LENGTH` characters, with at most
+    :data:`MAX_METADATA_PAIRS` keys of :data:`MAX_KEY_LENGTH` characters and
+    values of :data:`MAX_VALUE_LENGTH` decoded bytes. Whitespace around a pair is tolerated, as
     some clients write ``", "`` between pairs. An empty header means no
     metadata.
     """
     result: dict[str, bytes] = {}
+    if len(value) > MAX_METADATA_LENGTH:
+        raise ValueError(
+            f"Upload-Metadata is {len(value)} characters long; at most {MAX_METADATA_LENGTH} "
+            "are accepted"
+        )
     if not value.strip(" \t"):
         return result
     pairs = value.split(",")
     if len(pairs) > MAX_METADATA_PAIRS:
-        raise ValueError(f"Upload-Metadata has more than {MAX_METADATA_PAIRS} pairs")
+        raise ValueError(f"Upload-Metadata has more than {MAX_METADATA_PAIRS} keys")
     for pair in pairs:
         item = pair.strip(" \t")
         if not item:
             raise ValueError("Upload-Metadata has an empty pair")
         key, sep, encoded = item.partition(" ")
         if not _KEY.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
-            raise ValueError("Upload-Metadata has an invalid key")
+            raise ValueError(
+                f"Upload-Metadata has an invalid key (visible ASCII, at most {MAX_KEY_LENGTH})"
+            )
         if sep and (not encoded or " " in encoded or "\t" in encoded):
             raise ValueError(f"Upload-Metadata value of {key!r} is malformed")
         if key in result:
             raise ValueError(f"Upload-Metadata repeats the key {key!r}")
-        result[key] = _b64decode(encoded, f"Upload-Metadata value of {key!r}") if sep else b""
+        raw = _b64decode(encoded, f"Upload-Metadata value of {key!r}") if sep else b""
+        if len(raw) > MAX_VALUE_LENGTH:
+            raise ValueError(
+                f"Upload-Metadata value of {key!r} is {len(raw)} bytes long; "
+                f"at most {MAX_VALUE_LENGTH} are accepted"
+            )
+        result[key] = raw
     return result
 
 

@@ -6,6 +6,7 @@ and hand the engine the body as a stream of chunks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +19,11 @@ from starlette.routing import Route
 from gateway.errors import Code, GatewayError
 from gateway.filenames import clean_filename, guess_content_type
 from gateway.http import headers
-from gateway.http.body import body_chunks
+from gateway.http.body import BodyLimits, body_chunks
 from gateway.http.context import services_of
 from gateway.http.form import stream_form
 from gateway.http.page import form_error, form_result
+from gateway.http.slots import LinkSlots
 from gateway.services import Services
 from gateway.signing import UploadLink
 from gateway.uploads import records
@@ -32,31 +34,45 @@ def check_link(request: Request) -> UploadLink:
     return services_of(request).links.check_upload(request.path_params["token"])
 
 
-@contextlib.contextmanager
-def link_slot(services: Services, link: UploadLink) -> Iterator[None]:
-    """At most ``GATEWAY_LINK_CONCURRENCY`` uploads at once through one link, per process."""
+def _draining() -> GatewayError:
+    return GatewayError(
+        Code.STORAGE_UNAVAILABLE,
+        "This server is restarting; retry and the upload continues elsewhere.",
+        headers={"Retry-After": "2"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def link_slot(services: Services, link: UploadLink) -> AsyncIterator[float]:
+    """At most ``GATEWAY_LINK_CONCURRENCY`` uploads at once through one link, per process.
+
+    A request that finds them all taken waits up to ``GATEWAY_BUSY_WAIT`` for one.
+    Yields how many seconds it waited (see :meth:`BodyLimits.of`).
+    """
     if services.draining:
-        raise GatewayError(
-            Code.STORAGE_UNAVAILABLE,
-            "This server is restarting; retry and the upload continues elsewhere.",
-            headers={"Retry-After": "2"},
-        )
-    active: dict[str, int] = services.extras.setdefault("link_active", {})
-    if active.get(link.link_id, 0) >= services.settings.link_concurrency:
+        raise _draining()
+    settings = services.settings
+    slots: LinkSlots = services.extras.setdefault(
+        "link_slots", LinkSlots(settings.link_concurrency)
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if not await slots.acquire(link.link_id, settings.busy_wait):
         raise GatewayError(
             Code.TOO_MANY_REQUESTS,
             "Too many uploads at once through this link; retry shortly.",
             headers={"Retry-After": "5"},
         )
-    active[link.link_id] = active.get(link.link_id, 0) + 1
-    services.metrics.uploads_in_flight.inc()
     try:
-        yield
+        if services.draining:
+            raise _draining()
+        services.metrics.uploads_in_flight.inc()
+        try:
+            yield loop.time() - started
+        finally:
+            services.metrics.uploads_in_flight.dec()
     finally:
-        services.metrics.uploads_in_flight.dec()
-        active[link.link_id] -= 1
-        if not active[link.link_id]:
-            del active[link.link_id]
+        slots.release(link.link_id)
 
 
 @contextlib.contextmanager
@@ -100,9 +116,11 @@ async def _pending(services: Services, link: UploadLink, filename: str) -> Uploa
         return None
 
 
-def _chunks(services: Services, request: Request, protocol: str) -> AsyncIterator[bytes]:
+def _chunks(
+    services: Services, request: Request, protocol: str, queued: float
+) -> AsyncIterator[bytes]:
     counter = services.metrics.bytes_received.labels(protocol)
-    return body_chunks(request, services.settings.idle_timeout, counter.inc)
+    return body_chunks(request, BodyLimits.of(services.settings, queued), counter.inc)
 
 
 def receipt_response(file: FileRecord, status: int = 201) -> JSONResponse:
@@ -119,7 +137,7 @@ async def put_file(request: Request) -> Response:
     range_header = request.headers.get("content-range")
     content_type = guess_content_type(filename, request.headers.get("content-type"))
     engine = services.engine
-    with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         if range_header is not None:
             try:
                 crange = headers.parse_content_range(range_header)
@@ -158,7 +176,7 @@ async def put_file(request: Request) -> Response:
             progress = await engine.write(
                 record,
                 start,
-                _chunks(services, request, "put"),
+                _chunks(services, request, "put", queued),
                 final=range_header is None,
                 expect=expect,
             )
@@ -224,9 +242,9 @@ async def _post_form(request: Request) -> Response:
     if not content_type.lower().startswith("multipart/form-data"):
         raise GatewayError(Code.UNSUPPORTED_MEDIA, "Send the files as multipart/form-data.")
     receipts: list[dict[str, Any]] = []
-    with link_slot(services, link):
+    async with link_slot(services, link) as queued:
         async for file in stream_form(
-            services, link, content_type, _chunks(services, request, "form")
+            services, link, content_type, _chunks(services, request, "form", queued)
         ):
             receipts.append(file.receipt())
     if not receipts:

@@ -87,6 +87,7 @@ class UploadEngine:
         clock: Callable[[], float] = time.time,
         lease_ttl: float = 10.0,
         scan_required: bool = False,
+        lease_wait: float = 0.0,
     ) -> None:
         self.store = store
         # This process scans: what it takes in must be scanned before any delivery.
@@ -96,6 +97,9 @@ class UploadEngine:
         self.on_finished = on_finished
         self.clock = clock
         self.lease_ttl = lease_ttl
+        # How long a request waits for an upload another request is writing before CONFLICT.
+        # When it is longer than ``lease_ttl``, a dead process's lease is waited out unseen.
+        self.lease_wait = lease_wait
         self.hashes = HashCache()
         self._assembling: dict[str, asyncio.Task[FileRecord | None]] = {}
         self._keeper: asyncio.Task[None] | None = None
@@ -266,7 +270,7 @@ class UploadEngine:
         anything from this request is kept past the last stored part (tus
         checksum extension).
         """
-        async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
+        async with hold(self.store, records.lock_key(record.id), self.lease_ttl, self.lease_wait):
             fresh = await self.load(record.id)
             return await self._write_locked(fresh, offset, chunks, final, expect, checksum, verify)
 
@@ -382,7 +386,7 @@ class UploadEngine:
                 await self.store.delete(info.key)
 
     async def terminate(self, record: UploadRecord) -> None:
-        async with hold(self.store, records.lock_key(record.id), self.lease_ttl):
+        async with hold(self.store, records.lock_key(record.id), self.lease_ttl, self.lease_wait):
             # The caller's copy may predate the multipart upload: the stored record knows it.
             raw = await self.store.get(records.info_key(record.id))
             await self.abandon(UploadRecord.from_bytes(raw) if raw is not None else record)

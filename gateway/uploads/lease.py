@@ -1,9 +1,11 @@
 """Short leases in the store, so two replicas never write one upload at once.
 
 A lease is a small object created only if absent. Its holder renews it while
-working; a holder that died stops renewing, and after ``ttl`` seconds another
-request may break the lease. The loser of a race gets
-``GatewayError(Code.CONFLICT)`` and the client retries.
+working (every ``ttl/3`` seconds, so ``ttl`` can be short); a holder that
+died stops renewing, and after ``ttl`` seconds another request may break the
+lease. A request that finds the lease held may wait for it; one that still
+finds it held when its wait is over gets ``GatewayError(Code.CONFLICT)`` and
+the client retries.
 """
 
 from __future__ import annotations
@@ -44,16 +46,30 @@ class Lease:
         await self.store.put(self.key, body, if_absent=if_absent)
         self._expires = expires
 
-    async def acquire(self) -> None:
-        for _ in range(2):
+    async def acquire(self, wait: float = 0.0) -> None:
+        """Take the lease, waiting up to ``wait`` seconds while someone else holds it.
+
+        A live holder releases it when done; a dead one's lapses ``ttl`` seconds
+        after its last renewal and is broken then. Only one request ever holds it:
+        taking it is a create-if-absent in the store.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        pause = 0.1
+        broken = 0
+        while True:
             try:
                 await self._write(if_absent=True)
                 break
             except PreconditionFailed:
-                if not await self._break_if_stale():
-                    raise GatewayError(Code.CONFLICT, headers={"Retry-After": "1"}) from None
-        else:
-            raise GatewayError(Code.CONFLICT, headers={"Retry-After": "1"})
+                if broken < 3 and await self._break_if_stale():
+                    broken += 1
+                    continue
+            left = deadline - loop.time()
+            if left <= 0:
+                raise GatewayError(Code.CONFLICT, headers={"Retry-After": "1"})
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
         self._renewer = asyncio.create_task(self._renew())
 
     async def _break_if_stale(self) -> bool:
@@ -92,9 +108,12 @@ class Lease:
 
 
 @contextlib.asynccontextmanager
-async def hold(store: ObjectStore, key: str, ttl: float = DEFAULT_TTL) -> AsyncIterator[Lease]:
+async def hold(
+    store: ObjectStore, key: str, ttl: float = DEFAULT_TTL, wait: float = 0.0
+) -> AsyncIterator[Lease]:
+    """Hold the lease for the block; ``wait`` is how long to wait for it (then CONFLICT)."""
     lease = Lease(store, key, ttl=ttl)
-    await lease.acquire()
+    await lease.acquire(wait)
     try:
         yield lease
     finally:

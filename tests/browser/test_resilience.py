@@ -1,9 +1,11 @@
 """How the page's tus client recovers when a chunk goes wrong, against a real gateway.
 
-A write lease held by another request (which is what a SIGKILLed gateway
-leaves behind for up to 10 s) answers 423 with ``Retry-After: 1``: the page
-waits it out without spending its budget of failed attempts, which a dozen
-423s once used up (the upload then ended "failed" after a gateway restart).
+A write lease held by another request answers 423 with ``Retry-After: 1`` once
+the gateway has waited ``GATEWAY_BUSY_WAIT`` for it (a lease a SIGKILLed
+gateway left behind lapses within that wait, so the page rarely sees one). The
+page waits 423s out without spending its budget of failed attempts, which a
+dozen 423s once used up (the upload then ended "failed" after a gateway
+restart); the test uses a gateway that does not wait, to get those 423s.
 
 Damaged chunks are made by Playwright's request routing: it flips a byte of a
 PATCH body on its way out of the browser, after the page computed the
@@ -38,7 +40,7 @@ from tests.browser.test_upload import (
     tus_offset,
     wait_sent,
 )
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
 
 pytestmark = pytest.mark.browser
 
@@ -168,14 +170,24 @@ def test_resume_from_an_offset_that_is_not_a_chunk_boundary(
     assert_one_comment_line_per_file(gateway_file, "4602", [path])
 
 
+@pytest.fixture
+def gateway_impatient(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A gateway that answers 423 at once and lets a writer idle (no minimum body rate)."""
+    work = tmp_path / "gw-impatient"
+    env = gateway_env(work, GATEWAY_BUSY_WAIT="0", GATEWAY_MIN_BODY_RATE="0")
+    proc = start_gateway(work, env)
+    yield proc
+    proc.kill()
+
+
 def test_a_write_lease_held_elsewhere_is_waited_out(
-    gateway_file: GatewayProcess, page: Page, tmp_path: Path
+    gateway_impatient: GatewayProcess, page: Page, tmp_path: Path
 ) -> None:
     """Another request holds the lease (as a killed gateway's request would for 10 s) for as
     long as the page keeps being refused: more refusals than its failure budget must not fail it."""
     path = make_file(tmp_path, "locked.bin", MiB + 4321)
     data = path.read_bytes()
-    wire, r, held, upload_url = _paused_after_first_chunk(page, gateway_file, "4603", path)
+    wire, r, held, upload_url = _paused_after_first_chunk(page, gateway_impatient, "4603", path)
     piece, pieces = 1024, 50
     body = data[held : held + piece * pieces]
 
@@ -218,9 +230,9 @@ def test_a_write_lease_held_elsewhere_is_waited_out(
         page.wait_for_timeout(200)
         shown.add(r.locator(".stats").text_content() or "")
     assert answers == [204]
-    expect_delivered(page, path, "Delivered to the ticket", gateway_file)
+    expect_delivered(page, path, "Delivered to the ticket", gateway_impatient)
     locked = [s for s in wire.statuses if s[2] == 423]
     # More 423s than the page's budget of failed attempts (12).
     assert len(locked) > 12, (len(locked), wire.statuses, sorted(shown))
     assert any("busy with this file, waiting" in text for text in shown), shown
-    assert_one_comment_line_per_file(gateway_file, "4603", [path])
+    assert_one_comment_line_per_file(gateway_impatient, "4603", [path])

@@ -143,10 +143,27 @@ def test_expired_link_is_410(uploaded: Uploaded) -> None:
     response = httpx.get(url)
     assert response.status_code == 410
     assert response.json()["error"]["code"] == "download_expired"
-    fresh, _ = Links(uploaded.proc.settings).download_url(uploaded.file_id, "x.bin", ttl=60)
+    fresh, _ = Links(uploaded.proc.settings).download_url(uploaded.file_id, NAME, ttl=60)
     assert httpx.get(fresh).content == uploaded.data
 
 
 def test_link_for_a_removed_file_is_410(uploaded: Uploaded) -> None:
     url, _ = Links(uploaded.proc.settings).download_url("Nonexistent0000000000", "x.bin")
     assert httpx.get(url).status_code == 410
+
+
+def test_only_the_files_own_name_or_none_downloads(uploaded: Uploaded) -> None:
+    base, _, name = uploaded.url.rpartition("/")
+    assert unquote(name) == NAME
+    for good in (uploaded.url, base, f"{base}/"):
+        response = httpx.get(good)
+        assert response.status_code == 200, good
+        assert response.content == uploaded.data
+    edited = [name[:-4], name + "x", quote("other.bin"), quote(NAME.upper()), f"{name}/extra"]
+    for bad in edited:
+        for method in ("GET", "HEAD"):
+            response = httpx.request(method, f"{base}/{bad}")
+            assert response.status_code == 404, (method, bad)
+            if method == "GET":
+                assert response.json()["error"]["code"] == "not_found"
+                assert "5150" not in response.text

@@ -1,15 +1,19 @@
 """The hostile-input matrix: one test per thing an attacker or a broken client tries.
 
-A real gateway process on the file store with a 2 s idle timeout and at most two
-uploads at once per link, so the slow and crowding cases stay quick. Lying and
+A real gateway process on the file store with a 2 s idle timeout, at most two
+uploads at once per link and a 1 s wait for one, so the slow and crowding cases
+stay quick. Lying and
 slow clients are raw sockets; well-formed requests go through httpx or curl.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import socket
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -43,6 +47,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         GATEWAY_ATTACHMENT_MAX="1MiB",
         GATEWAY_IDLE_TIMEOUT="2s",
         GATEWAY_LINK_CONCURRENCY="2",
+        GATEWAY_BUSY_WAIT="1s",
     )
     proc = start_gateway(work, env)
     yield proc
@@ -414,18 +419,30 @@ def test_slow_form_client_trickles_then_stops(gw: GatewayProcess) -> None:
     assert _files(link) == []
 
 
+def _feed(sock: socket.socket, stop: threading.Event) -> None:
+    """Keep a body coming at 20 KiB/s (well above the minimum rate) until told to stop."""
+    with contextlib.suppress(OSError):
+        while not stop.wait(0.05):
+            sock.sendall(b"x" * 1024)
+
+
 def test_many_simultaneous_uploads_from_one_link(gw: GatewayProcess) -> None:
     link = gw.link(_ticket())
-    held = []
+    held: list[socket.socket] = []
+    stop = threading.Event()
+    feeders = []
     try:
         for i in range(2):  # GATEWAY_LINK_CONCURRENCY=2
             sock = connect(f"{link}/held{i}.bin", timeout=10)
             sock.sendall(
-                request_head("PUT", f"{link}/held{i}.bin", [("Content-Length", "100000")])
+                request_head("PUT", f"{link}/held{i}.bin", [("Content-Length", str(64 * MiB))])
                 + b"x" * 100
             )
             held.append(sock)
+            feeders.append(threading.Thread(target=_feed, args=(sock, stop), daemon=True))
+            feeders[-1].start()
         assert wait_for(lambda: metric(gw.url, "gateway_uploads_in_flight") >= 2, timeout=5)
+        # Both slots stay busy with live uploads: the third waits its 1 s, then gets 429.
         third = httpx.put(f"{link}/third.bin", content=b"x" * 10)
         assert third.status_code == 429
         assert int(third.headers["retry-after"]) > 0
@@ -433,6 +450,9 @@ def test_many_simultaneous_uploads_from_one_link(gw: GatewayProcess) -> None:
         other = httpx.put(f"{gw.link(_ticket())}/other.bin", content=b"x")
         assert other.status_code == 201  # another link is not affected
     finally:
+        stop.set()
+        for thread in feeders:
+            thread.join(5)
         for sock in held:
             sock.close()
     assert wait_for(lambda: _settled(gw))

@@ -3,7 +3,8 @@
 The gateway under test is started by the harness with ``--grace 10``. A PUT
 is held part way by the client (:class:`PacedPut`), the process gets SIGTERM,
 and the test decides whether the rest of the body arrives inside the grace
-period or never.
+period or never. The held client is silent for about as long as the grace
+period, so the minimum body rate is off here: the grace period alone decides.
 """
 
 from __future__ import annotations
@@ -12,14 +13,33 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.ops.support import MiB, PacedPut, random_bytes, receipts, sha256, wait_until
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
 
 SIZE = 24 * MiB
 HOLD_AT = 12 * MiB
+
+
+@pytest.fixture
+def gateway_s3(tmp_path: Path, seaweed: Any, s3_bucket: str) -> Iterator[GatewayProcess]:
+    """A gateway on SeaweedFS that never cuts a held upload for its pace."""
+    env = gateway_env(
+        tmp_path / "gw",
+        GATEWAY_STORAGE="s3",
+        GATEWAY_S3_BUCKET=s3_bucket,
+        GATEWAY_MIN_BODY_RATE="0",
+        **seaweed.env(),
+    )
+    proc = start_gateway(tmp_path / "gw", env)
+    yield proc
+    proc.kill()
 
 
 def _sigterm(proc: GatewayProcess) -> subprocess.Popen[bytes]:

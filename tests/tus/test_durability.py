@@ -11,24 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tusclient.client import TusClient
 
-from tests.support.gateway import GatewayProcess, run_sweep, start_gateway
+from tests.support.gateway import GatewayProcess, run_sweep, start_gateway, ticket_comments
 from tests.tus.support import OCTETS, create, head, patch, receipt, stored_sha256
 
 MiB = 1024 * 1024
 
 
-def patch_until_unlocked(url: str, offset: int, data: bytes, timeout: float = 90) -> httpx.Response:
-    """PATCH, waiting out the lease a killed process left behind (423 + Retry-After)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = patch(url, offset, data)
-        if response.status_code != 423 or time.monotonic() > deadline:
-            return response
-        time.sleep(float(response.headers.get("Retry-After", "1")))
+def test_gateway_killed_mid_upload_then_resumed(gateway_s3: GatewayProcess, tmp_path: Path) -> None:
+    """A plain tus client that never retries resumes after a SIGKILL as if nothing happened.
 
-
-def test_gateway_killed_mid_upload_then_resumed(gateway_s3: GatewayProcess) -> None:
+    The killed process leaves its write lease behind; the restarted gateway's first PATCH
+    waits until that lease lapses (never two writers) instead of answering 423.
+    """
     link = gateway_s3.link("601")
     data = os.urandom(40 * MiB)
     url = create(f"{link}/tus/", len(data), "crash.bin").headers["Location"]
@@ -59,12 +55,21 @@ def test_gateway_killed_mid_upload_then_resumed(gateway_s3: GatewayProcess) -> N
     assert h.status_code == 200
     offset = int(h.headers["Upload-Offset"])
     assert 20 * MiB <= offset < len(data)  # what the first PATCH stored survived the crash
-    done = patch_until_unlocked(url, offset, data[offset:])
-    assert done.status_code == 204, done.text
-    file_id = done.headers["X-Gateway-File-Id"]
+    path = tmp_path / "crash.bin"
+    path.write_bytes(data)
+    uploader = TusClient(f"{link}/tus/").uploader(
+        str(path), url=url, chunk_size=8 * MiB, retries=0, metadata={"filename": "crash.bin"}
+    )
+    assert uploader.offset == offset
+    uploader.upload()  # no retries: any 423 (or other error) raises here
+    assert uploader.offset == len(data)
+    file_id = url.rstrip("/").rsplit("/", 1)[1]
     expected = hashlib.sha256(data).hexdigest()
     assert receipt(link, file_id)["sha256"] == expected
     assert stored_sha256(gateway_s3, "601", file_id, "crash.bin") == expected
+    mark = f"[upload-gateway file {file_id}]"
+    comments = ticket_comments(gateway_s3, "601")
+    assert [c["body"].count(mark) for c in comments] == [1]
 
 
 def test_two_replicas_share_one_bucket(gateway_s3: GatewayProcess, tmp_path: Path) -> None:

@@ -127,3 +127,25 @@ def test_concat_partial_and_final() -> None:
 def test_concat_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         tus_headers.parse_concat(bad)
+
+
+def test_metadata_caps_at_their_boundaries() -> None:
+    most = tus_headers.MAX_METADATA_PAIRS
+    keys = [f"k{i}" for i in range(most + 1)]
+    assert len(tus_headers.parse_metadata(",".join(keys[:most]))) == most
+    with pytest.raises(ValueError, match=str(most)):
+        tus_headers.parse_metadata(",".join(keys))
+    biggest = tus_headers.MAX_VALUE_LENGTH
+    encoded = base64.b64encode(b"v" * biggest).decode()
+    assert tus_headers.parse_metadata(f"k {encoded}") == {"k": b"v" * biggest}
+    with pytest.raises(ValueError, match=str(biggest)):
+        tus_headers.parse_metadata("k " + base64.b64encode(b"v" * (biggest + 1)).decode())
+    longest = tus_headers.MAX_METADATA_LENGTH
+    padded = "k " + encoded + "," + "x" * 100 + ","
+    while len(padded) + 101 <= longest:
+        padded += f"{len(padded):04d}" + "x" * 96 + ","
+    fits = padded + "y" * (longest - len(padded))
+    assert len(fits) == longest
+    assert len(tus_headers.parse_metadata(fits)) > 1
+    with pytest.raises(ValueError, match=str(longest)):
+        tus_headers.parse_metadata(fits + "y")

@@ -20,6 +20,7 @@ from gateway.store.base import ObjectStore
 from gateway.uploads import records
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
+from gateway.uploads.lease import Lease
 from gateway.uploads.partsize import DEFAULT_PART, LARGE_PART
 from gateway.uploads.records import FileRecord, UploadRecord
 from tests.uploads.conftest import StoreFactory
@@ -40,7 +41,7 @@ class Harness:
             link_id=new_link_id(),
         )  # fmt: skip
 
-    def engine(self, budget: int = 10 * MiB) -> UploadEngine:
+    def engine(self, budget: int = 10 * MiB, **options: float) -> UploadEngine:
         """A fresh engine on a fresh store instance: a restart, or another replica."""
         store = self.make_store()
         self.stores.append(store)
@@ -49,7 +50,11 @@ class Harness:
             self.finished.append(file)
 
         return UploadEngine(
-            store, BufferBudget(budget), attachment_max=1 * MiB, on_finished=on_finished
+            store,
+            BufferBudget(budget),
+            attachment_max=1 * MiB,
+            on_finished=on_finished,
+            **options,  # type: ignore[arg-type]
         )
 
     async def close(self) -> None:
@@ -290,6 +295,53 @@ def test_concurrent_writes_conflict(new_store: StoreFactory) -> None:
         progress = await writing
         assert progress.offset == 2000
         assert await engine.offset(await engine.load(record.id)) == 2000
+
+    run(new_store, scenario)
+
+
+def test_a_writer_waits_for_a_live_one_then_continues_where_it_ended(
+    new_store: StoreFactory,
+) -> None:
+    """Never two writers at once: the second waits for the lease, then writes after the first."""
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        gate = asyncio.Event()
+
+        async def held() -> AsyncIterator[bytes]:
+            yield DATA[:1000]
+            await gate.wait()
+            yield DATA[1000:2000]
+
+        writing = asyncio.create_task(engine.write(record, 0, held()))
+        for _ in range(200):
+            if await engine.store.get(records.lock_key(record.id)) is not None:
+                break
+            await asyncio.sleep(0.01)
+        patient = h.engine(lease_wait=30.0)
+        second = asyncio.create_task(patient.write(record, 2000, body(DATA[2000:3000])))
+        await asyncio.sleep(0.5)
+        assert not second.done()  # waiting, not writing
+        gate.set()
+        assert (await writing).offset == 2000
+        assert (await asyncio.wait_for(second, 30)).offset == 3000
+        assert await engine.offset(await engine.load(record.id)) == 3000
+
+    run(new_store, scenario)
+
+
+def test_a_writer_waits_out_a_dead_writers_lease(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        record = await create(engine, h.link, len(DATA))
+        dead = Lease(engine.store, records.lock_key(record.id), ttl=1.0)
+        await dead.acquire()
+        assert dead._renewer is not None
+        dead._renewer.cancel()  # its process died mid-request
+        patient = h.engine(lease_wait=30.0)
+        progress = await patient.write(record, 0, body(DATA), expect=len(DATA))
+        assert progress.file is not None and progress.file.sha256 == SHA
 
     run(new_store, scenario)
 

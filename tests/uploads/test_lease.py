@@ -141,3 +141,61 @@ def test_hold_releases_on_error(new_store: StoreFactory) -> None:
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_waiting_writer_gets_the_lease_when_the_holder_releases(
+    new_store: StoreFactory,
+) -> None:
+    async def scenario() -> None:
+        store = new_store()
+        first = Lease(store, KEY)
+        await first.acquire()
+        second = Lease(new_store(), KEY)
+        waiting = asyncio.create_task(second.acquire(wait=30))
+        for _ in range(5):
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            assert await _owner(store) == first.owner
+        await first.release()
+        await asyncio.wait_for(waiting, 30)
+        assert await _owner(store) == second.owner
+        await second.release()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_writer_takes_over_a_dead_holders_lease(new_store: StoreFactory) -> None:
+    async def scenario() -> None:
+        store = new_store()
+        dead = Lease(store, KEY, ttl=1.0)
+        await dead.acquire()
+        assert dead._renewer is not None
+        dead._renewer.cancel()  # the holder died: nobody renews
+        taker = Lease(new_store(), KEY, ttl=1.0)
+        await taker.acquire(wait=30)
+        assert await _owner(store) == taker.owner
+        await taker.release()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_live_holder_renews_past_its_ttl_and_a_waiter_gives_up(
+    new_store: StoreFactory,
+) -> None:
+    """Two live writers never both hold it: renewals keep a short lease alive while held."""
+
+    async def scenario() -> None:
+        store = new_store()
+        holder = Lease(store, KEY, ttl=2.0)
+        await holder.acquire()
+        waiter = Lease(new_store(), KEY, ttl=2.0)
+        with pytest.raises(GatewayError) as caught:
+            await waiter.acquire(wait=5.0)  # well past the ttl
+        assert caught.value.code is Code.CONFLICT
+        assert await _owner(store) == holder.owner
+        await holder.release()
+        await store.close()
+
+    asyncio.run(scenario())
