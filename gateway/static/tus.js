@@ -100,6 +100,24 @@ export function request(method, url, opts = {}) {
   return promise;
 }
 
+/*
+ * tus termination (DELETE), repeated while the gateway says the upload is busy (423: the
+ * request just aborted still holds its write lease) or cannot be reached. What is never
+ * removed here expires with the link and `gateway sweep` removes it.
+ */
+export async function terminate(url) {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    let wait = 500 * attempt;
+    try {
+      const xhr = await request('DELETE', url);
+      if (xhr.status < 500 && xhr.status !== 423 && xhr.status !== 429 && xhr.status !== 409) return;
+      const after = Number(xhr.getResponseHeader('Retry-After'));
+      if (after > 0) wait = Math.min(after, 10) * 1000;
+    } catch (e) { /* network: try again */ }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
 /* A first-come first-served counter of PATCHes in flight on the link. */
 export class Slots {
   constructor(n) { this.free = Math.max(1, n); this.waiting = []; }
@@ -238,7 +256,7 @@ export class FileUpload {
     if (this.hashJob) { this.hashJob.stop(); this.hashJob = null; }
     const urls = (this.parts || []).map((p) => p.url).filter(Boolean);
     this.forget();
-    urls.forEach((url) => request('DELETE', url).catch(() => { /* the gateway sweeps it anyway */ }));
+    urls.forEach((url) => terminate(url));
   }
 
   wakeAll() {
