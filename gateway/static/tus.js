@@ -227,11 +227,15 @@ export class FileUpload {
       this.finalUrl = saved.final || null;
       return;
     }
+    if (saved && saved.url) { // one upload, begun before: go on with it as it is
+      this.partial = false;
+      this.parts = [new Part(0, this.size, saved.url)];
+      return;
+    }
     const unit = this.opts.patchSize;
     const spans = this.size >= this.opts.parallelMin ? split(this.size, this.opts.streams, unit) : [{ start: 0, end: this.size }];
     this.partial = spans.length > 1;
     this.parts = spans.map((s) => new Part(s.start, s.end));
-    if (!this.partial && saved && saved.url) this.parts[0].url = saved.url;
   }
 
   sent() {
