@@ -25,7 +25,7 @@ const MIN_RANGE = 5 * MiB; // every partial upload but the last: at least one S3
 const MAX_ATTEMPTS = 12;
 const MAX_BAD_CHECKSUMS = 5; // 460s in a row for the same offset before giving up
 const LOCK_PATIENCE_MS = 120000; // a dead request's lease runs out in seconds; a live writer's never
-const RESPONSE_MS = 180000; // a PATCH whose body is sent waits this long for the gateway's answer
+const RESPONSE_MS = 60000; // a PATCH whose body is all sent waits this long for the answer
 const REQUEST_MS = 90000; // HEAD, POST, DELETE
 const STORE_PREFIX = 'upload-gateway:tus:';
 
