@@ -294,10 +294,8 @@ export class FileUpload {
     if (!this.parts) this.plan();
     const needHead = new Set(this.parts.filter((p) => p.url));
     try {
-      if (this.partial && this.finalUrl) {
-        const id = await this.headFinal(gen);
-        if (id) return this.done(id);
-      }
+      // Every part was complete when the final upload was made: only joining is left.
+      if (this.partial && this.finalUrl) return this.done(await this.concatenate(gen));
       await this.all(this.parts.map((p) => this.runPart(p, gen, needHead.has(p))), gen);
       if (this.partial) return this.done(await this.concatenate(gen));
       if (!this.fileId) await this.headPart(this.parts[0], gen);
