@@ -1,9 +1,16 @@
-"""The page's static assets, served from ``gateway/static`` at ``/static/{hash}/{name}``.
+"""The page's static assets, served from ``gateway/static`` at ``/static/{release}/{name}``.
 
 A handful of small files read once and kept in memory. The URL carries a
-hash of the content, so a response for the current hash can be cached for a
-year (``immutable``) and a new release is picked up at once. Only names in
-the package's static folder are served: no directory listing, no paths.
+hash of all of them together (the release), so a response for the current
+release can be cached for a year (``immutable``), a new release is picked up
+at once, and the page's ES modules can import each other (and start their
+worker) by relative URL within one release. Only files in the package's
+static folder (and its ``vendor/`` subfolders) are served: no directory
+listing, no other paths.
+
+Scripts carry their own Content-Security-Policy, which is the one a Web
+Worker runs under: the hash worker may compile WebAssembly
+(``'wasm-unsafe-eval'``) and import same-origin scripts, nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +33,7 @@ TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+SCRIPT_CSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, max-age=0, must-revalidate"
 
@@ -41,29 +50,46 @@ class Asset:
         return f'"{self.digest}"'
 
 
-@functools.cache
-def catalogue() -> dict[str, Asset]:
-    """Every servable file in ``gateway/static``, by name."""
-    found: dict[str, Asset] = {}
-    folder = resources.files("gateway") / "static"
-    if not folder.is_dir():
-        return found
+def _walk(folder: Traversable, prefix: str, found: dict[str, Asset]) -> None:
     for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            _walk(entry, f"{prefix}{entry.name}/", found)
+            continue
         suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
-        if not entry.is_file() or suffix not in TYPES or entry.name.startswith("."):
+        if not entry.is_file() or suffix not in TYPES:
             continue
         body = entry.read_bytes()
         digest = hashlib.sha256(body).hexdigest()[:16]
-        found[entry.name] = Asset(entry.name, body, TYPES[suffix], digest)
+        name = prefix + entry.name
+        found[name] = Asset(name, body, TYPES[suffix], digest)
+
+
+@functools.cache
+def catalogue() -> dict[str, Asset]:
+    """Every servable file in ``gateway/static`` and its subfolders, by relative name."""
+    found: dict[str, Asset] = {}
+    folder = resources.files("gateway") / "static"
+    if folder.is_dir():
+        _walk(folder, "", found)
     return found
 
 
+@functools.cache
+def release() -> str:
+    """One hash of every asset's name and content: the version in every asset URL."""
+    digest = hashlib.sha256()
+    for name, asset in sorted(catalogue().items()):
+        digest.update(f"{name}\0{asset.digest}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def url_for(name: str) -> str:
-    """The versioned URL of a static asset (its content hash in the path)."""
-    asset = catalogue().get(name)
-    if asset is None:
+    """The versioned URL of a static asset (the release's hash in the path)."""
+    if name not in catalogue():
         raise KeyError(f"no static asset named {name!r}")
-    return f"/static/{asset.digest}/{name}"
+    return f"/static/{release()}/{name}"
 
 
 def _serve(request: Request, name: str, cache_control: str) -> Response:
@@ -71,15 +97,16 @@ def _serve(request: Request, name: str, cache_control: str) -> Response:
     if asset is None:
         raise GatewayError(Code.NOT_FOUND)
     headers = {"Cache-Control": cache_control, "ETag": asset.etag}
+    if asset.content_type.startswith("text/javascript"):
+        headers["Content-Security-Policy"] = SCRIPT_CSP
     if asset.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.content_type, headers=headers)
 
 
 async def versioned(request: Request) -> Response:
-    asset = catalogue().get(request.path_params["name"])
-    fresh = asset is not None and asset.digest == request.path_params["version"]
-    # An old hash (a page rendered before a deploy) still gets the current file, uncached.
+    fresh = request.path_params["version"] == release()
+    # An old release (a page rendered before a deploy) still gets the current file, uncached.
     return _serve(request, request.path_params["name"], IMMUTABLE if fresh else REVALIDATE)
 
 
@@ -88,6 +115,6 @@ async def unversioned(request: Request) -> Response:
 
 
 routes = [
-    Route("/static/{version}/{name}", versioned, methods=["GET"]),
+    Route("/static/{version}/{name:path}", versioned, methods=["GET"]),
     Route("/static/{name}", unversioned, methods=["GET"]),
 ]

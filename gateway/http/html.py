@@ -40,7 +40,10 @@ def _size(n: int) -> str:
 
 
 def _document(title: str, body: str, asset_url: AssetUrl, *, script: bool = False) -> str:
-    script_tag = f'\n<script src="{asset_url("upload.js")}" defer></script>' if script else ""
+    script_tag = ""
+    if script:  # an ES module: deferred, and it imports its siblings by relative URL
+        script_tag = f'\n<script type="module" src="{asset_url("upload.js")}"></script>'
+
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -70,9 +73,19 @@ def _brand(heading: str, sub: str, asset_url: AssetUrl) -> str:
 
 
 def upload_page(
-    *, token: str, link: UploadLink, now: float, chunk: int, asset_url: AssetUrl
+    *,
+    token: str,
+    link: UploadLink,
+    now: float,
+    chunk: int,
+    asset_url: AssetUrl,
+    link_concurrency: int = 8,
 ) -> str:
-    """The upload page: ticket, size cap, expiry, a no-JS form the script upgrades."""
+    """The upload page: ticket, size cap, expiry, a no-JS form the script upgrades.
+
+    ``link_concurrency`` is how many uploads the gateway takes at once through one
+    link; the script never runs more PATCHes at once than that.
+    """
     ticket = escape(link.ticket)
     base = f"/u/{escape(token)}"
     body = f"""<main class="card" id="app"
@@ -82,7 +95,8 @@ def upload_page(
   data-max-size="{link.max_size}"
   data-expires-at="{link.expires_at}"
   data-chunk-size="{chunk}"
-  data-parallel="3">
+  data-parallel="3"
+  data-link-concurrency="{link_concurrency}">
 {
         _brand(
             "Send files to support",

@@ -24,8 +24,9 @@ from gateway.signing import UploadLink
 from gateway.uploads.partsize import DEFAULT_PART
 
 PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 MIN_CHUNK = 64 * 1024
 MAX_CHUNK = 64 * 1024 * 1024
@@ -74,6 +75,7 @@ async def upload_page_route(request: Request) -> Response:
         now=time.time(),
         chunk=chunk_size(request.query_params.get("chunk")),
         asset_url=assets.url_for,
+        link_concurrency=services_of(request).settings.link_concurrency,
     )
     return _html(body)
 

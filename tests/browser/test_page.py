@@ -12,11 +12,14 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from gateway.http.assets import SCRIPT_CSP, release
 from gateway.http.page import PAGE_CSP
 from tests.browser.conftest import screenshot
 from tests.support.gateway import GatewayProcess, ticket_comments
 
 pytestmark = pytest.mark.browser
+
+VENDORED = "vendor/hash-wasm/sha256.umd.min.js"
 
 
 def test_page_names_ticket_cap_and_expiry_under_a_strict_csp(
@@ -49,18 +52,26 @@ def test_static_assets_are_versioned_and_long_cached(gateway_file: GatewayProces
     html = httpx.get(gateway_file.link("5")).text
     urls = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
     assert {u.rsplit("/", 1)[-1] for u in urls} >= {"upload.js", "upload.css", "icon.svg"}
-    for url in urls:
+    assert '<script type="module" src="' in html
+    # One release hash in every URL, so the page's modules import each other (and start
+    # their worker) by relative URL within the same release.
+    assert {url.split("/")[2] for url in urls} == {release()}
+    modules = ["hashing.js", "tus.js", "sha256.js", "hash-worker.js", VENDORED]
+    for url in urls + [f"/static/{release()}/{name}" for name in modules]:
         r = httpx.get(gateway_file.url + url)
-        assert r.status_code == 200
+        assert r.status_code == 200, url
         assert "immutable" in r.headers["cache-control"]
-        digest = url.split("/")[2]
-        assert hashlib.sha256(r.content).hexdigest().startswith(digest)
+        assert r.headers["etag"] == f'"{hashlib.sha256(r.content).hexdigest()[:16]}"'
+        if url.endswith(".js"):
+            # A worker runs under its script's own policy: WebAssembly and same-origin only.
+            assert r.headers["content-security-policy"] == SCRIPT_CSP
         again = httpx.get(gateway_file.url + url, headers={"If-None-Match": r.headers["etag"]})
         assert again.status_code == 304
     js = httpx.get(gateway_file.url + "/static/0000/upload.js")
     assert js.status_code == 200 and "immutable" not in js.headers["cache-control"]
     assert js.headers["content-type"].startswith("text/javascript")
-    for bad in ("/static/", "/static/x/", "/static/nope.js", "/static/x/..%2fpage.py"):
+    for bad in ("/static/", "/static/x/", "/static/nope.js", "/static/x/..%2fpage.py",
+                "/static/x/vendor/hash-wasm/LICENSE", "/static/x/vendor/../page.py"):  # fmt: skip
         r = httpx.get(gateway_file.url + bad, follow_redirects=True)
         assert r.status_code == 404, bad
 

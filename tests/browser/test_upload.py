@@ -226,7 +226,7 @@ def test_gateway_restart_mid_upload_resumes_by_itself(
     wait_sent(page, path.name, 6 * MiB)
     gateway_s3.kill()
     r = row(page, path.name)
-    expect(r.locator(".stats")).to_contain_text("retrying", timeout=LONG)
+    expect(r.locator(".stats")).to_contain_text("Reconnecting in", timeout=LONG)
     screenshot(page, "07-retrying")
     gateway_s3.start()
     assert tus_offset(page, path.name) > 0  # what was stored survived the crash
