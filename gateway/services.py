@@ -82,6 +82,15 @@ def build_tickets(settings: Settings) -> tuple[TicketSystem, httpx.AsyncClient |
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         return ZendeskTickets(settings.zendesk, client=client), client
+    if settings.tickets == "jira":
+        from gateway.tickets.jira import JiraTickets
+
+        assert settings.jira is not None
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+        return JiraTickets(settings.jira, client=client), client
     return LocalTickets(settings.data_dir / "tickets"), None
 
 
@@ -103,6 +112,22 @@ def build_services(
             format_size(settings.max_upload),
             format_size(settings.buffer_memory),
             format_size(largest),
+        )
+    if settings.attachment_max_requested is not None:
+        logging.getLogger("gateway").warning(
+            "GATEWAY_ATTACHMENT_MAX is %s but %s takes attachments of at most %s: files up to "
+            "%s are attached, larger ones are delivered as download links",
+            format_size(settings.attachment_max_requested),
+            settings.tickets,
+            format_size(settings.attachment_max),
+            format_size(settings.attachment_max),
+        )
+    elif settings.tickets != "local":
+        logging.getLogger("gateway").info(
+            "files up to %s (GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, larger ones "
+            "are delivered as download links",
+            format_size(settings.attachment_max),
+            settings.tickets,
         )
     store = InstrumentedStore(store or open_store(settings), metrics)
     client = None
