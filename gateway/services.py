@@ -115,18 +115,19 @@ def build_services(
         )
     if settings.attachment_max_requested is not None:
         logging.getLogger("gateway").warning(
-            "GATEWAY_ATTACHMENT_MAX is %s but %s takes attachments of at most %s: files up to "
-            "%s are attached, larger ones are delivered as download links",
+            "GATEWAY_ATTACHMENT_MAX is %s but GATEWAY_TICKETS=%s takes attachments of at most "
+            "%s bytes: files up to that size are attached, larger ones are delivered as "
+            "download links",
             format_size(settings.attachment_max_requested),
             settings.tickets,
-            format_size(settings.attachment_max),
-            format_size(settings.attachment_max),
+            f"{settings.attachment_max:,}",
         )
     elif settings.tickets != "local":
         logging.getLogger("gateway").info(
-            "files up to %s (GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, larger ones "
-            "are delivered as download links",
+            "files up to %s (%s bytes, GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, "
+            "larger ones are delivered as download links",
             format_size(settings.attachment_max),
+            f"{settings.attachment_max:,}",
             settings.tickets,
         )
     store = InstrumentedStore(store or open_store(settings), metrics)
