@@ -100,6 +100,19 @@ HELPDESKS: dict[str, Callable[[pytest.FixtureRequest], HelpdeskEmulator]] = {
 }
 
 
+def each_helpdesk_with(*values: str) -> list[Any]:
+    """``(helpdesk, value)`` parameters: every system once, taking ``values`` in turn.
+
+    For an axis that is independent of the ticket system (the store, say):
+    each value is still exercised, without multiplying the suite's time by it.
+    Use with ``indirect=["helpdesk"]``.
+    """
+    return [
+        pytest.param(name, values[i % len(values)], id=f"{name}-{values[i % len(values)]}")
+        for i, name in enumerate(HELPDESKS)
+    ]
+
+
 @pytest.fixture(params=list(HELPDESKS))
 def helpdesk(request: pytest.FixtureRequest) -> HelpdeskEmulator:
     """Each registered ticket-system emulator in turn, emptied for this test."""
