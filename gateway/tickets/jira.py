@@ -225,6 +225,18 @@ class JiraTickets:
         if not response.is_success:
             raise _status_error("credentials check", response)
 
+    async def attachment_limit(self) -> int:
+        """The site's attachment settings (``GET /rest/api/3/attachment/meta``)."""
+        what = "attachment settings"
+        response = await self._request("GET", self._base + "/rest/api/3/attachment/meta", what)
+        data = _json(response, what)
+        if data.get("enabled") is False:
+            return 0
+        limit = data.get("uploadLimit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise TicketError(f"Jira {what}: response has no uploadLimit", retryable=True)
+        return limit
+
     async def close(self) -> None:
         if self._owns_client:
             await self.http.aclose()

@@ -120,6 +120,8 @@ def test_attachment_max_is_clamped_and_said_at_start_up(
         "GATEWAY_ATTACHMENT_MAX is 5.0 GiB but GATEWAY_TICKETS=jira takes attachments of at "
         "most 2,000,000,000 bytes"
     ) in log
+    # The site's own setting (10 MiB) is lower still: the boundary follows it.
+    assert "takes attachments of at most 10,485,760 bytes (its own setting)" in log
 
 
 def test_public_comments_when_asked_and_attachments_within_the_sites_size(
@@ -134,3 +136,48 @@ def test_public_comments_when_asked_and_attachments_within_the_sites_size(
     [comment] = gateway_comments(jira_api, ticket)
     assert comment["public"] is True
     assert comment["attachments"][0]["sha256"] == receipt["sha256"]
+
+
+def test_routing_boundary_follows_the_sites_attachment_setting(
+    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+) -> None:
+    """The site takes less than GATEWAY_ATTACHMENT_MAX: the gateway routes by the site's size."""
+    ticket = jira_api.create_ticket()
+    jira_api.set_faults(attachment_limit=MiB)
+    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="8MiB")
+    assert "takes attachments of at most 1,048,576 bytes (its own setting)" in gw.log_tail(200)
+    link = gw.link(ticket)
+    fits = upload(link, "fits.bin", os.urandom(MiB))
+    over = upload(link, "over.bin", os.urandom(MiB + 1))
+    assert (fits["route"], over["route"]) == ("attachment", "storage")
+    wait_until(lambda: all_delivered(link, 2), "both files")
+    attachments = [a for c in gateway_comments(jira_api, ticket) for a in c["attachments"]]
+    assert [a["file_name"] for a in attachments] == ["fits.bin"]
+
+
+def test_attachments_turned_off_on_the_site_make_every_file_a_link(
+    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+) -> None:
+    ticket = jira_api.create_ticket()
+    jira_api.set_faults(attachments_enabled=False)
+    gw = start(jira_gateways, tmp_path, jira_api)
+    link = gw.link(ticket)
+    receipt = upload(link, "tiny.txt", b"tiny")
+    assert receipt["route"] == "storage"
+    wait_until(lambda: all_delivered(link, 1), "the link comment")
+    [comment] = gateway_comments(jira_api, ticket)
+    assert comment["attachments"] == [] and "Download: " in comment["body"]
+
+
+def test_a_site_setting_unreadable_at_start_up_keeps_the_configured_boundary(
+    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+) -> None:
+    jira_api.outage("503", retry_after=1)
+    try:
+        gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="3MiB")
+    finally:
+        jira_api.outage(None)
+    assert "could not read the attachment size setting of jira" in gw.log_tail(200)
+    link = gw.link(jira_api.create_ticket())
+    assert upload(link, "three.bin", os.urandom(3 * MiB))["route"] == "attachment"
+    wait_until(lambda: all_delivered(link, 1), "delivery")

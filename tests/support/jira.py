@@ -114,7 +114,8 @@ class JiraEmulator:
         self._post("fail_next", {"status": status, "count": count, "path": path, "method": method})
 
     def set_faults(self, **faults: Any) -> None:
-        """rate_limit, rate_window, attachment_limit, page_limit, temporary_ttl."""
+        """rate_limit, rate_window, attachment_limit, attachments_enabled, page_limit,
+        temporary_ttl."""
         self._post("faults", faults)
 
     def expire_temporary(self) -> int:

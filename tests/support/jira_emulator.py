@@ -17,7 +17,9 @@ Cloud REST API reference for the calls the gateway makes:
   ``{"body", "public"}``: 201 with the CommentDTO;
 - ``GET /rest/servicedeskapi/request/{issueIdOrKey}/comment``: a page
   (``start``, ``limit``, ``size``, ``isLastPage``, ``values``, ``_links``),
-  oldest first, ``public``/``internal`` filters.
+  oldest first, ``public``/``internal`` filters;
+- ``GET /rest/api/3/attachment/meta`` (the Jira platform API): the site's
+  attachment settings, ``{"enabled", "uploadLimit"}`` in bytes.
 
 Errors carry the service desk error shape ``{"errorMessage": ...}``. Auth is
 Basic ``email:api_token``; anything else is 401. Faults: an outage (503 with
@@ -160,6 +162,7 @@ class Faults:
     rate_limit: int = 1000  # writes per issue per window
     rate_window: float = 60.0
     attachment_limit: int = 10 * MiB  # the site's attachment size setting
+    attachments_enabled: bool = True
     page_limit: int = 100  # the most comments one listing page holds
     temporary_ttl: float = 3600.0
     fail_next: list[dict[str, Any]] = field(default_factory=list)
@@ -288,6 +291,13 @@ async def service_desk(request: Request) -> Response:
     )
 
 
+async def attachment_meta(request: Request) -> Response:
+    faults = _state(request).faults
+    return JSONResponse(
+        {"enabled": faults.attachments_enabled, "uploadLimit": faults.attachment_limit}
+    )
+
+
 async def attach_temporary_file(request: Request) -> Response:
     state = _state(request)
     desk = request.path_params["desk"]
@@ -297,6 +307,8 @@ async def attach_temporary_file(request: Request) -> Response:
         return _error(404, f"Service desk with id {desk} does not exist.")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return _error(415, "Expected multipart/form-data.")
+    if not state.faults.attachments_enabled:
+        return _error(403, "Attachments are disabled on this site.")
     limit = state.faults.attachment_limit
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > limit + 64 * 1024:
@@ -529,7 +541,7 @@ async def control_comments(request: Request) -> Response:
 
 async def control_faults(request: Request) -> Response:
     """Set any of: outage, outage_retry_after, rate_limit, rate_window, attachment_limit,
-    page_limit, temporary_ttl."""
+    page_limit, temporary_ttl, attachments_enabled."""
     state = _state(request)
     data = await _json_body(request) or {}
     faults = state.faults
@@ -542,6 +554,7 @@ async def control_faults(request: Request) -> Response:
         ("rate_limit", int),
         ("rate_window", float),
         ("attachment_limit", int),
+        ("attachments_enabled", bool),
         ("page_limit", int),
         ("temporary_ttl", float),
     ):
@@ -589,6 +602,7 @@ async def control_state(request: Request) -> Response:
 
 API = "/rest/servicedeskapi"
 API_ROUTES = [
+    Route("/rest/api/3/attachment/meta", attachment_meta, methods=["GET"]),
     Route(f"{API}/servicedesk/{{desk}}", service_desk, methods=["GET"]),
     Route(
         f"{API}/servicedesk/{{desk}}/attachTemporaryFile", attach_temporary_file, methods=["POST"]

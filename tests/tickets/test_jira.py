@@ -13,7 +13,13 @@ import pytest
 
 from gateway.links import Links
 from gateway.settings import JiraSettings, Settings
-from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
+from gateway.tickets.base import (
+    AttachmentLimited,
+    AttachmentSource,
+    NewComment,
+    TicketError,
+    TicketSystem,
+)
 from gateway.tickets.jira import MAX_COMMENT_BYTES, JiraTickets, escape, unescape
 from tests.support.jira import JiraEmulator
 
@@ -253,3 +259,18 @@ def test_escape_round_trip() -> None:
     text = "• a.log — 3 bytes\n  [upload-gateway file X1]\n"
     assert unescape(escape(text)) == text
     assert "[" not in escape(text).replace("\\[", "")
+
+
+def test_attachment_limit_reads_the_site_setting(jira_api: JiraEmulator) -> None:
+    async def limit(t: JiraTickets) -> int:
+        return await t.attachment_limit()
+
+    assert isinstance(JiraTickets(jira_api.settings()), AttachmentLimited)
+    assert run(with_client(jira_api.settings(), limit)) == 10 * 1024 * 1024
+    jira_api.set_faults(attachment_limit=12345)
+    assert run(with_client(jira_api.settings(), limit)) == 12345
+    jira_api.set_faults(attachments_enabled=False)
+    assert run(with_client(jira_api.settings(), limit)) == 0
+    with pytest.raises(TicketError) as info:
+        run(with_client(jira_api.settings(api_token="nope"), limit))
+    assert info.value.status == 401

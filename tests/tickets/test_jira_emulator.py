@@ -140,8 +140,15 @@ def test_unknown_closed_and_deleted_requests(jira_api: JiraEmulator, api: httpx.
     assert empty.status_code == 400
 
 
-def test_size_limit_is_413(jira_api: JiraEmulator, api: httpx.Client) -> None:
+def test_size_limit_is_413_and_the_site_setting_says_it(
+    jira_api: JiraEmulator, api: httpx.Client
+) -> None:
+    assert api.get("/rest/api/3/attachment/meta").json() == {
+        "enabled": True,
+        "uploadLimit": 10 * 1024 * 1024,
+    }
     jira_api.set_faults(attachment_limit=1000)
+    assert api.get("/rest/api/3/attachment/meta").json()["uploadLimit"] == 1000
     desk = jira_api.credentials.service_desk_id
     assert temporary(api, desk, "ok.bin", b"x" * 1000).status_code == 201
     too_big = temporary(api, desk, "big.bin", b"x" * 1001)
@@ -177,3 +184,10 @@ def test_dropped_connections_get_no_answer(jira_api: JiraEmulator, api: httpx.Cl
         api.get(f"{API}/servicedesk/{jira_api.credentials.service_desk_id}")
     jira_api.outage(None)
     assert jira_api.state()["dropped"] == 1
+
+
+def test_attachments_turned_off(jira_api: JiraEmulator, api: httpx.Client) -> None:
+    jira_api.set_faults(attachments_enabled=False)
+    assert api.get("/rest/api/3/attachment/meta").json()["enabled"] is False
+    refused = temporary(api, jira_api.credentials.service_desk_id, "a.txt", b"a")
+    assert refused.status_code == 403
