@@ -49,9 +49,9 @@ def test_429_storm_delivers_everything_exactly_once(
     helpdesk_gateway: HelpdeskGatewayFactory, helpdesk: HelpdeskEmulator
 ) -> None:
     tickets = [helpdesk.create_ticket() for _ in range(3)]
+    gw = helpdesk_gateway()
     # The next requests of any kind are turned away with 429 and Retry-After.
     helpdesk.fail_next(429, count=5)
-    gw = helpdesk_gateway()
     links = {t: gw.link(t) for t in tickets}
     uploaded: dict[str, list[str]] = {t: [] for t in tickets}
     for wave in range(2):
