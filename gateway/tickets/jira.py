@@ -41,6 +41,10 @@ from gateway.tickets.zendesk import parse_retry_after
 # redo when temporary attachments expire stays bounded; a single larger file
 # (GATEWAY_ATTACHMENT_MAX may allow it) still gets a comment of its own.
 MAX_COMMENT_BYTES = 64 * 1024 * 1024
+# Jira keeps a comment to 32,767 characters; a file's lines take at most about
+# 1,250 (a 254-byte name, shown and percent-encoded in its signed link, the
+# hash, the marker), so 25 fit.
+MAX_COMMENT_FILES = 25
 PAGE_LIMIT = 100
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
@@ -144,6 +148,7 @@ class JiraTickets:
 
     name = "jira"
     max_comment_attachments = MAX_COMMENT_BYTES
+    max_comment_files = MAX_COMMENT_FILES
 
     def __init__(self, settings: JiraSettings, *, client: httpx.AsyncClient | None = None) -> None:
         self._base = settings.url.rstrip("/")

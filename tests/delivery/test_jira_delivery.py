@@ -181,3 +181,18 @@ def test_a_site_setting_unreadable_at_start_up_keeps_the_configured_boundary(
     link = gw.link(jira_api.create_ticket())
     assert upload(link, "three.bin", os.urandom(3 * MiB))["route"] == "attachment"
     wait_until(lambda: all_delivered(link, 1), "delivery")
+
+
+def test_a_burst_of_files_is_split_into_comments_jira_can_hold(
+    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+) -> None:
+    ticket = jira_api.create_ticket()
+    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="1KiB")
+    link = gw.link(ticket)
+    ids = [upload(link, f"part-{n:02}.log", os.urandom(2048))["file_id"] for n in range(30)]
+    wait_until(lambda: all_delivered(link, 30), "all thirty files")
+    assert markers(jira_api, ticket) == dict.fromkeys(ids, 1)
+    comments = gateway_comments(jira_api, ticket)
+    per_comment = [c["body"].count("[upload-gateway file ") for c in comments]
+    assert len(comments) >= 2 and max(per_comment) <= 25, per_comment
+    assert sum(per_comment) == 30

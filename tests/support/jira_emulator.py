@@ -27,7 +27,8 @@ Basic ``email:api_token``; anything else is 401. Faults: an outage (503 with
 rate limit (429 with ``Retry-After`` and ``RateLimit-Reason:
 jira-per-issue-on-write``), the site's attachment size (413 past it),
 temporary attachments that expire, deleted and closed requests (a closed
-request's workflow forbids edits: 400).
+request's workflow forbids edits: 400), comments longer than Jira's 32,767
+characters (400).
 
 A JSON control API under ``/_emulator/`` creates requests and reads back what
 was recorded. Run it with ``python -m tests.support.jira_emulator``: it binds
@@ -61,6 +62,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MiB = 1024 * 1024
+COMMENT_CHARS = 32_767  # Jira's limit on a text field such as a comment
 AGENT_ACCOUNT = "5b10ac8d82e05b22cc7d4ef5"
 
 
@@ -359,6 +361,16 @@ async def _json_body(request: Request) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _too_long(text: str) -> JSONResponse | None:
+    if len(text) > COMMENT_CHARS:
+        return _error(
+            400,
+            f"The entered text is too long. It exceeds the allowed limit of {COMMENT_CHARS:,} "
+            "characters.",
+        )
+    return None
+
+
 def _closed(item: CustomerRequest) -> JSONResponse | None:
     if item.status == "closed":
         return _error(
@@ -386,12 +398,14 @@ async def create_attachment(request: Request) -> Response:
         temporary = state.temporary.get(str(ident))
         if temporary is None or now >= temporary.expires_at:
             return _error(400, f"The temporary attachment {ident} does not exist or has expired.")
+    extra = data.get("additionalComment")
+    text = str(extra.get("body") or "") if isinstance(extra, dict) else ""
+    if (refused := _too_long(text)) is not None:
+        return refused
     if (limited := _write_limited(state, item.key)) is not None:
         return limited
     attachments = [state.temporary.pop(str(ident)).attachment for ident in ids]
     public = bool(data.get("public", True))
-    extra = data.get("additionalComment")
-    text = str(extra.get("body") or "") if isinstance(extra, dict) else ""
     refs = " ".join(f"[^{a.filename}]" for a in attachments)
     comment = Comment(
         id=state.next_id(),
@@ -431,7 +445,7 @@ async def create_comment(request: Request) -> Response:
     body = data.get("body")
     if not isinstance(body, str) or not body.strip():
         return _error(400, "The comment body can not be empty.")
-    if (refused := _closed(item)) is not None:
+    if (refused := _closed(item) or _too_long(body)) is not None:
         return refused
     if (limited := _write_limited(state, item.key)) is not None:
         return limited

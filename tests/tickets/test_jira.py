@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from gateway.delivery import comments
 from gateway.links import Links
 from gateway.settings import JiraSettings, Settings
 from gateway.tickets.base import (
@@ -20,7 +21,14 @@ from gateway.tickets.base import (
     TicketError,
     TicketSystem,
 )
-from gateway.tickets.jira import MAX_COMMENT_BYTES, JiraTickets, escape, unescape
+from gateway.tickets.jira import (
+    MAX_COMMENT_BYTES,
+    MAX_COMMENT_FILES,
+    JiraTickets,
+    escape,
+    unescape,
+)
+from gateway.uploads.records import FileRecord
 from tests.support.jira import JiraEmulator
 
 T = TypeVar("T")
@@ -274,3 +282,32 @@ def test_attachment_limit_reads_the_site_setting(jira_api: JiraEmulator) -> None
     with pytest.raises(TicketError) as info:
         run(with_client(jira_api.settings(api_token="nope"), limit))
     assert info.value.status == 401
+
+
+def test_the_longest_comment_of_max_files_fits_jiras_limit() -> None:
+    """The most files a comment names, with the longest names and links, fit in 32,767 characters.
+
+    The worst name is 254 bytes of two-byte UTF-8: shown as is, and
+    percent-encoded (six characters each) in the download link.
+    """
+    links = Links(Settings(secret=b"s" * 40, public_url="https://uploads.example-company.com"))
+    lines = []
+    for n in range(MAX_COMMENT_FILES):
+        name = "é" * 125 + f"{n:02}.x"
+        record = FileRecord(
+            file_id=f"{n:022}",
+            ticket="SUP-1",
+            filename=name,
+            size=10**13,
+            sha256="f" * 64,
+            route="storage",
+            content_type="application/octet-stream",
+            link_id="l" * 22,
+            protocol="tus",
+            created_at=0.0,
+        )
+        url, expires = links.download_url(record.file_id, name)
+        lines.append(comments.CommentLine(file=record, download_url=url, link_expires_at=expires))
+    body = escape(comments.render(lines))
+    assert len(name.encode()) == 254
+    assert 20_000 < len(body) <= 32_767, len(body)

@@ -138,6 +138,10 @@ def test_unknown_closed_and_deleted_requests(jira_api: JiraEmulator, api: httpx.
     assert gone.status_code == 404 and "errorMessage" in gone.json()
     empty = api.post(f"{API}/request/{jira_api.create_ticket()}/comment", json={"body": " "})
     assert empty.status_code == 400
+    other = jira_api.create_ticket()
+    long = api.post(f"{API}/request/{other}/comment", json={"body": "x" * 32_768})
+    assert long.status_code == 400 and "32,767" in long.json()["errorMessage"]
+    assert api.post(f"{API}/request/{other}/comment", json={"body": "x" * 32_767}).is_success
 
 
 def test_size_limit_is_413_and_the_site_setting_says_it(
