@@ -223,7 +223,8 @@ class JiraTickets:
         if response.status_code == 404:
             raise TicketError(
                 f"Jira credentials check failed: HTTP 404: service desk {self._desk} does not "
-                "exist or this account cannot see it (check GATEWAY_JIRA_SERVICE_DESK_ID)",
+                "exist or this account cannot see it (check GATEWAY_JIRA_SERVICE_DESK_ID, and "
+                "that GATEWAY_JIRA_EMAIL is an agent of that service desk)",
                 retryable=False,
                 status=404,
             )
@@ -257,6 +258,8 @@ class JiraTickets:
         length = len(head) + attachment.size + len(tail)
         headers = {
             "X-Atlassian-Token": "no-check",
+            # Once required while the call was experimental; harmless since.
+            "X-ExperimentalApi": "opt-in",
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(length),
         }
