@@ -84,6 +84,7 @@ def create_app(
         if services is None:
             services = build_services(settings, **overrides)
         app.state.services = services
+        await services.fit_attachment_max()
         services.outbox.start()
         services.engine.start_keeper()
         try:

@@ -108,6 +108,7 @@ class InstrumentedTickets:
         self.inner = inner
         self.name = inner.name
         self.max_comment_attachments = inner.max_comment_attachments
+        self.max_comment_files: int | None = getattr(inner, "max_comment_files", None)
         self._seconds = metrics.ticket_request_seconds
         self._errors = metrics.ticket_errors
 

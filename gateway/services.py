@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from gateway.scan import Scanner, open_scanner
 from gateway.settings import Settings
 from gateway.store import open_store
 from gateway.store.base import ObjectStore
-from gateway.tickets.base import TicketSystem
+from gateway.tickets.base import AttachmentLimited, TicketError, TicketSystem
 from gateway.tickets.local import LocalTickets
 from gateway.units import format_size
 from gateway.uploads.budget import BufferBudget
@@ -25,6 +26,8 @@ from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
+# How long start-up waits to read a ticket system's attachment size setting.
+ATTACHMENT_LIMIT_TIMEOUT = 10.0
 
 
 @dataclass
@@ -59,6 +62,42 @@ class Services:
              "protocol": record.protocol, "concat": record.concat},
         )  # fmt: skip
 
+    async def fit_attachment_max(self) -> None:
+        """Lower the routing boundary to what the ticket system's own setting accepts.
+
+        Asked once at start-up, of systems whose attachment size is a setting
+        that can be read (Jira's site setting). If it cannot be read now, the
+        configured boundary stands: a file the system refuses then shows as
+        ``failed`` with the system's reason, never silently.
+        """
+        inner = getattr(self.tickets, "inner", self.tickets)
+        if not isinstance(inner, AttachmentLimited):
+            return
+        log = logging.getLogger("gateway")
+        try:
+            async with asyncio.timeout(ATTACHMENT_LIMIT_TIMEOUT):
+                limit = await inner.attachment_limit()
+        except (TicketError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, TicketError) else "timed out"
+            log.warning(
+                "could not read the attachment size setting of %s (%s); files up to "
+                "GATEWAY_ATTACHMENT_MAX=%s bytes are attached",
+                self.settings.tickets,
+                reason,
+                f"{self.engine.attachment_max:,}",
+            )
+            return
+        if limit < self.engine.attachment_max:
+            log.warning(
+                "GATEWAY_ATTACHMENT_MAX is %s bytes but %s takes attachments of at most %s "
+                "bytes (its own setting): files up to that size are attached, larger ones are "
+                "delivered as download links",
+                f"{self.engine.attachment_max:,}",
+                self.settings.tickets,
+                f"{limit:,}",
+            )
+            self.engine.attachment_max = limit
+
     def event(self, name: str, fields: dict[str, Any]) -> None:
         """One structured audit line per event; never secrets or full tokens."""
         audit.info(name, extra={"event": name, "fields": fields})
@@ -82,6 +121,15 @@ def build_tickets(settings: Settings) -> tuple[TicketSystem, httpx.AsyncClient |
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         return ZendeskTickets(settings.zendesk, client=client), client
+    if settings.tickets == "jira":
+        from gateway.tickets.jira import JiraTickets
+
+        assert settings.jira is not None
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+        return JiraTickets(settings.jira, client=client), client
     return LocalTickets(settings.data_dir / "tickets"), None
 
 
@@ -103,6 +151,23 @@ def build_services(
             format_size(settings.max_upload),
             format_size(settings.buffer_memory),
             format_size(largest),
+        )
+    if settings.attachment_max_requested is not None:
+        logging.getLogger("gateway").warning(
+            "GATEWAY_ATTACHMENT_MAX is %s but GATEWAY_TICKETS=%s takes attachments of at most "
+            "%s bytes: files up to that size are attached, larger ones are delivered as "
+            "download links",
+            format_size(settings.attachment_max_requested),
+            settings.tickets,
+            f"{settings.attachment_max:,}",
+        )
+    elif settings.tickets != "local":
+        logging.getLogger("gateway").info(
+            "files up to %s (%s bytes, GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, "
+            "larger ones are delivered as download links",
+            format_size(settings.attachment_max),
+            f"{settings.attachment_max:,}",
+            settings.tickets,
         )
     store = InstrumentedStore(store or open_store(settings), metrics)
     client = None

@@ -24,6 +24,10 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
 ZENDESK_ATTACHMENT_LIMIT = 50_000_000
+# Jira sites set their own attachment size; 10 MiB is the cautious default and
+# 2 GB the most one REST request to Jira Cloud carries.
+JIRA_ATTACHMENT_DEFAULT = 10 * 1024 * 1024
+JIRA_ATTACHMENT_LIMIT = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,17 @@ class ZendeskSettings:
 
 
 @dataclass(frozen=True)
+class JiraSettings:
+    url: str
+    service_desk_id: str
+    email: str
+    api_token: str = field(repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"JiraSettings(url={self.url!r}, service_desk_id={self.service_desk_id!r})"
+
+
+@dataclass(frozen=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
     public_url_explicit: bool = False  # False: `serve` derives it from --host/--port
@@ -65,7 +80,11 @@ class Settings:
     tickets: str = "local"
     zendesk: ZendeskSettings | None = None
     zendesk_webhook_secret: str | None = field(default=None, repr=False)
+    jira: JiraSettings | None = None
     attachment_max: int = 20 * MiB
+    # Set when the ticket system took less than GATEWAY_ATTACHMENT_MAX asked
+    # for (the value asked for); start-up logs it.
+    attachment_max_requested: int | None = None
     max_upload: int = 5 * 1024**4
     link_ttl: int = 14 * 86400
     download_ttl: int = 30 * 86400
@@ -165,11 +184,34 @@ def _load_or_create_secret(data_dir: Path) -> bytes:
     return value.encode()
 
 
+def _jira_settings(env: Mapping[str, str]) -> JiraSettings:
+    required = {
+        "GATEWAY_JIRA_URL": "e.g. https://acme.atlassian.net",
+        "GATEWAY_JIRA_SERVICE_DESK_ID": "the service desk (project) id, e.g. 4",
+        "GATEWAY_JIRA_EMAIL": "the Atlassian account the gateway posts as",
+        "GATEWAY_JIRA_API_TOKEN": "an API token of that account",
+    }
+    for name, hint in required.items():
+        if not _get(env, name):
+            raise ConfigError(f"{name}: required when GATEWAY_TICKETS=jira ({hint})")
+    desk = _get(env, "GATEWAY_JIRA_SERVICE_DESK_ID") or ""
+    if not (desk.isascii() and desk.isdigit()):
+        raise ConfigError(
+            f"GATEWAY_JIRA_SERVICE_DESK_ID: expected the numeric service desk id, got {desk!r}"
+        )
+    return JiraSettings(
+        url=_parse(env, "GATEWAY_JIRA_URL", _url, ""),
+        service_desk_id=desk,
+        email=_get(env, "GATEWAY_JIRA_EMAIL") or "",
+        api_token=_get(env, "GATEWAY_JIRA_API_TOKEN") or "",
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
     storage = _parse(env, "GATEWAY_STORAGE", _choice("file", "s3"), "file")
-    tickets = _parse(env, "GATEWAY_TICKETS", _choice("local", "zendesk"), "local")
+    tickets = _parse(env, "GATEWAY_TICKETS", _choice("local", "zendesk", "jira"), "local")
     data_dir = Path(_get(env, "GATEWAY_DATA_DIR") or "./data")
     embedded = storage == "file" and tickets == "local"
 
@@ -217,12 +259,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "GATEWAY_ZENDESK_TOKEN) when GATEWAY_TICKETS=zendesk"
             )
 
+    jira = _jira_settings(env) if tickets == "jira" else None
+
     sse = _parse(env, "GATEWAY_S3_SSE", _choice("AES256", "aws:kms"), None)
     kms_key = _get(env, "GATEWAY_S3_SSE_KMS_KEY_ID")
     if kms_key and sse != "aws:kms":
         raise ConfigError("GATEWAY_S3_SSE_KMS_KEY_ID: needs GATEWAY_S3_SSE=aws:kms")
 
-    attachment_max = _parse(env, "GATEWAY_ATTACHMENT_MAX", parse_size, 20 * MiB)
+    default_attachment_max = JIRA_ATTACHMENT_DEFAULT if tickets == "jira" else 20 * MiB
+    attachment_max = _parse(env, "GATEWAY_ATTACHMENT_MAX", parse_size, default_attachment_max)
+    attachment_max_requested: int | None = None
+    if tickets == "jira" and attachment_max > JIRA_ATTACHMENT_LIMIT:
+        attachment_max_requested, attachment_max = attachment_max, JIRA_ATTACHMENT_LIMIT
     max_upload = _parse(env, "GATEWAY_MAX_UPLOAD", parse_size, 5 * 1024**4)
     if max_upload <= 0:
         raise ConfigError("GATEWAY_MAX_UPLOAD: must be positive")
@@ -257,7 +305,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tickets=tickets,
         zendesk=zendesk,
         zendesk_webhook_secret=webhook_secret,
+        jira=jira,
         attachment_max=attachment_max,
+        attachment_max_requested=attachment_max_requested,
         max_upload=max_upload,
         link_ttl=_parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
         download_ttl=_parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),

@@ -3,6 +3,8 @@
 pytest_plugins = [
     "tests.support.seaweed",
     "tests.support.zendesk",
+    "tests.support.jira",
+    "tests.support.helpdesk",
     "tests.support.gateway",
     "tests.support.clamd",
     "tests.support.compat",

@@ -178,3 +178,57 @@ def test_explicit_secret_wins_and_writes_nothing(tmp_path: Path) -> None:
 def test_blank_values_mean_default(tmp_path: Path) -> None:
     settings = load_settings({"GATEWAY_DATA_DIR": str(tmp_path), "GATEWAY_ATTACHMENT_MAX": "  "})
     assert settings.attachment_max == Settings().attachment_max
+
+
+JIRA = {
+    "GATEWAY_TICKETS": "jira",
+    "GATEWAY_SECRET": SECRET,
+    "GATEWAY_JIRA_URL": "https://acme.atlassian.net/",
+    "GATEWAY_JIRA_SERVICE_DESK_ID": "4",
+    "GATEWAY_JIRA_EMAIL": "gateway@acme.test",
+    "GATEWAY_JIRA_API_TOKEN": "ATATT-secret-token",
+}
+
+
+def test_jira_settings_and_default_attachment_max(tmp_path: Path) -> None:
+    settings = load_settings({"GATEWAY_DATA_DIR": str(tmp_path), **JIRA})
+    assert settings.tickets == "jira" and settings.embedded is False
+    assert settings.jira is not None
+    assert settings.jira.url == "https://acme.atlassian.net"
+    assert settings.jira.service_desk_id == "4"
+    assert (settings.jira.email, settings.jira.api_token) == (
+        "gateway@acme.test",
+        "ATATT-secret-token",
+    )
+    assert "ATATT" not in repr(settings) and "ATATT" not in repr(settings.jira)
+    assert settings.attachment_max == 10 * MiB
+    assert settings.attachment_max_requested is None
+
+
+@pytest.mark.parametrize(
+    ("value", "effective", "requested"),
+    [("5MiB", 5 * MiB, None), ("2GB", 2_000_000_000, None), ("5GiB", 2_000_000_000, 5 * 1024**3)],
+)
+def test_jira_clamps_attachment_max_to_what_it_accepts(
+    tmp_path: Path, value: str, effective: int, requested: int | None
+) -> None:
+    env = {"GATEWAY_DATA_DIR": str(tmp_path), "GATEWAY_ATTACHMENT_MAX": value, **JIRA}
+    settings = load_settings(env)
+    assert (settings.attachment_max, settings.attachment_max_requested) == (effective, requested)
+
+
+@pytest.mark.parametrize("name", [k for k in JIRA if k.startswith("GATEWAY_JIRA_")])
+def test_jira_variables_are_required(tmp_path: Path, name: str) -> None:
+    env = {k: v for k, v in JIRA.items() if k != name}
+    with pytest.raises(ConfigError, match=name) as info:
+        load_settings({"GATEWAY_DATA_DIR": str(tmp_path), **env})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("GATEWAY_JIRA_SERVICE_DESK_ID", "SUP"), ("GATEWAY_JIRA_URL", "acme.atlassian.net")],
+)
+def test_jira_bad_values_name_their_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"GATEWAY_DATA_DIR": str(tmp_path), **JIRA, name: value})

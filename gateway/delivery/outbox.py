@@ -104,19 +104,23 @@ def is_refusal(exc: TicketError) -> bool:
     )
 
 
-def batches(lines: list[comments.CommentLine], cap: int) -> list[list[comments.CommentLine]]:
+def batches(
+    lines: list[comments.CommentLine], cap: int, max_files: int | None = None
+) -> list[list[comments.CommentLine]]:
     """Split lines into comments whose attachments total at most ``cap`` bytes.
 
     Link and quarantine lines weigh nothing; a single attachment larger than
     the cap still gets a comment of its own (the ticket system then refuses
-    it, visibly, rather than the file being left out).
+    it, visibly, rather than the file being left out). ``max_files`` caps the
+    files one comment names, for systems whose comments have a length limit.
     """
     out: list[list[comments.CommentLine]] = []
     current: list[comments.CommentLine] = []
     used = 0
     for line in lines:
         weight = line.file.size if line.download_url is None and not line.withheld else 0
-        if current and used + weight > cap:
+        full = max_files is not None and len(current) >= max_files
+        if current and (used + weight > cap or full):
             out.append(current)
             current, used = [], 0
         current.append(line)
@@ -364,7 +368,9 @@ class Outbox:
 
     def _batches(self, lines: list[comments.CommentLine]) -> list[list[comments.CommentLine]]:
         """Split lines so each comment's attachments stay within the ticket system's cap."""
-        return batches(lines, self.tickets.max_comment_attachments)
+        # A system whose comments have a length limit names how many files fit.
+        max_files = getattr(self.tickets, "max_comment_files", None)
+        return batches(lines, self.tickets.max_comment_attachments, max_files)
 
     async def _prepare(self, file: FileRecord) -> comments.CommentLine:
         if self.scanner is not None and file.scan is None:

@@ -26,7 +26,12 @@ async def _check(name: str, probe: Any) -> tuple[str, str | None]:
     except TimeoutError:
         return name, "timed out"
     except TicketError as exc:
-        kind = "unauthorized" if exc.status in (401, 403) else "unreachable"
+        if exc.status in (401, 403):
+            kind = "unauthorized"
+        elif exc.retryable or exc.status is None:
+            kind = "unreachable"
+        else:
+            kind = "misconfigured"  # it answered, and trying again will not help
         return name, f"{kind}: {exc.message}"
     except (StorageError, ScanFailure, OSError) as exc:
         return name, str(exc) or type(exc).__name__

@@ -73,3 +73,12 @@ class TicketSystem(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AttachmentLimited(Protocol):
+    """A ticket system whose largest attachment is a setting that can be read."""
+
+    async def attachment_limit(self) -> int:
+        """The most bytes one attachment may have now (0: attachments are off). TicketError."""
+        ...

@@ -1,9 +1,11 @@
-"""Gateways delivering to the Zendesk emulator, and helpers to watch what lands.
+"""Gateways delivering to ticket-system emulators, and helpers to watch what lands.
 
-Every gateway here is a real process (``python -m gateway serve``) with
-``GATEWAY_TICKETS=zendesk`` pointing at the session's emulator; the store is
-the file store or a fresh SeaweedFS bucket. Tests never assert on time: they
-poll with :func:`wait_until` under a generous deadline.
+Every gateway here is a real process (``python -m gateway serve``) pointing at
+a session-wide emulator: ``helpdesk_gateway`` at each registered system in turn
+(``tests/support/helpdesk.py``), ``zendesk_gateway`` at Zendesk for what only
+Zendesk has. The store is the file store or a fresh SeaweedFS bucket. Tests
+never assert on time: they poll with :func:`wait_until` under a generous
+deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
+from tests.support.helpdesk import HelpdeskEmulator
 from tests.support.zendesk import ZendeskEmulator
 
 T = TypeVar("T")
@@ -48,22 +51,60 @@ class GatewayFactory(Protocol):
     ) -> GatewayProcess: ...
 
 
+class HelpdeskGatewayFactory(Protocol):
+    def __call__(
+        self, storage: str = "file", via: str | None = None, **extra: str
+    ) -> GatewayProcess: ...
+
+
+def _with_storage(request: pytest.FixtureRequest, env: dict[str, str], storage: str) -> None:
+    if storage == "s3":
+        seaweed = request.getfixturevalue("seaweed")
+        bucket = request.getfixturevalue("s3_bucket")
+        env.update(GATEWAY_STORAGE="s3", GATEWAY_S3_BUCKET=bucket, **seaweed.env())
+    elif storage != "file":
+        raise ValueError(f"unknown storage {storage!r}")
+
+
+@pytest.fixture
+def helpdesk_gateway(
+    request: pytest.FixtureRequest, tmp_path: Path, helpdesk: HelpdeskEmulator
+) -> Iterator[HelpdeskGatewayFactory]:
+    """Start gateways that deliver to this test's helpdesk; all are killed at the end.
+
+    ``via`` is a URL to reach the helpdesk through (a proxy): it takes the
+    place of the emulator's URL in the gateway's environment.
+    """
+    started: list[GatewayProcess] = []
+
+    def make(storage: str = "file", via: str | None = None, **extra: str) -> GatewayProcess:
+        workdir = tmp_path / f"gw{len(started)}"
+        system = helpdesk.env()
+        if via is not None:
+            system = {k: via if v == helpdesk.url else v for k, v in system.items()}
+        env = gateway_env(workdir, **system)
+        _with_storage(request, env, storage)
+        env.update(extra)
+        proc = start_gateway(workdir, env)
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()
+
+
 @pytest.fixture
 def zendesk_gateway(
     request: pytest.FixtureRequest, tmp_path: Path, zendesk_api: ZendeskEmulator
 ) -> Iterator[GatewayFactory]:
-    """Start gateways that deliver to the emulator; all are killed at the end."""
+    """Start gateways that deliver to the Zendesk emulator; all are killed at the end."""
     started: list[GatewayProcess] = []
 
     def make(storage: str = "file", auth: str = "oauth", **extra: str) -> GatewayProcess:
         workdir = tmp_path / f"gw{len(started)}"
         env = gateway_env(workdir, **zendesk_api.env(auth))
-        if storage == "s3":
-            seaweed = request.getfixturevalue("seaweed")
-            bucket = request.getfixturevalue("s3_bucket")
-            env.update(GATEWAY_STORAGE="s3", GATEWAY_S3_BUCKET=bucket, **seaweed.env())
-        elif storage != "file":
-            raise ValueError(f"unknown storage {storage!r}")
+        _with_storage(request, env, storage)
         env.update(extra)
         proc = start_gateway(workdir, env)
         started.append(proc)
@@ -108,27 +149,37 @@ def all_delivered(link: str, count: int) -> dict[str, dict[str, Any]] | None:
     return None
 
 
+def metric_sum(base_url: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels`` (0 when none)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+    total = 0.0
+    for match in re.finditer(rf"^{name}(?:{{(.*)}})? (\S+)$", text, re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def ticket_errors(base_url: str, status: int) -> float:
+    """How many ticket-system calls of the gateway got ``status``."""
+    return metric_sum(base_url, "gateway_ticket_errors_total", status=str(status))
+
+
 # -- reading the emulator ---------------------------------------------------------------
 
 
-def markers(zendesk: ZendeskEmulator, ticket: int | str) -> Counter[str]:
+class HasComments(Protocol):
+    def comments(self, ticket: str) -> list[dict[str, Any]]: ...
+
+
+def markers(emulator: HasComments, ticket: int | str) -> Counter[str]:
     """How many times each file's marker appears across the ticket's comments."""
     counts: Counter[str] = Counter()
-    for comment in zendesk.comments(ticket):
+    for comment in emulator.comments(str(ticket)):
         counts.update(MARKER.findall(comment["body"]))
     return counts
 
 
-def gateway_comments(zendesk: ZendeskEmulator, ticket: int | str) -> list[dict[str, Any]]:
+def gateway_comments(emulator: HasComments, ticket: int | str) -> list[dict[str, Any]]:
     """The ticket's comments that carry at least one file marker."""
-    return [c for c in zendesk.comments(ticket) if MARKER.search(c["body"])]
-
-
-def ticket_updates(zendesk: ZendeskEmulator, ticket: int | str) -> list[dict[str, Any]]:
-    """Every ticket update request the emulator saw for ``ticket`` (any status)."""
-    path = f"/api/v2/tickets/{int(ticket)}"
-    return [
-        r
-        for r in zendesk.state()["requests"]
-        if r["method"] == "PUT" and r["path"].removesuffix(".json") == path
-    ]
+    return [c for c in emulator.comments(str(ticket)) if MARKER.search(c["body"])]

@@ -1,4 +1,4 @@
-"""An HTTP proxy in front of the Zendesk emulator that can swallow one answer.
+"""An HTTP proxy in front of a ticket-system emulator that can swallow one answer.
 
 To show exactly-once delivery across a crash *between posting and recording*,
 the ticket system must have recorded the comment while the gateway has not
@@ -6,12 +6,18 @@ yet learnt so. :class:`HoldingProxy` makes that window as wide as the test
 wants: once armed, it forwards the matching request upstream, waits for the
 upstream answer (the comment now exists), signals :attr:`held`, and keeps the
 gateway waiting until the test has killed it. Everything else is forwarded
-unchanged.
+unchanged, and every request that passes is listed in :attr:`seen`.
+
+:meth:`arm` names the request by method and path (one system's API);
+:meth:`arm_when` names it by its effect, for any system: the first write
+after whose answer ``predicate()`` holds (say, the comment now shows on the
+ticket), which is how one test serves every helpdesk.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,6 +42,8 @@ class HoldingProxy:
         self.held = threading.Event()
         self._release = threading.Event()
         self._armed: tuple[str, str] | None = None
+        self._predicate: Callable[[], bool] | None = None
+        self.seen: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -79,6 +87,22 @@ class HoldingProxy:
             self.held.clear()
             self._release.clear()
 
+    def arm_when(self, predicate: Callable[[], bool]) -> None:
+        """Swallow the answer to the first write after which ``predicate()`` is true."""
+        with self._lock:
+            self._predicate = predicate
+            self.held.clear()
+            self._release.clear()
+
+    def _effect(self, method: str) -> bool:
+        with self._lock:
+            predicate = self._predicate
+        if predicate is None or method == "GET" or not predicate():
+            return False
+        with self._lock:
+            taken, self._predicate = self._predicate is predicate, None
+        return taken
+
     def release(self) -> None:
         """Let the held connection close (without an answer)."""
         self._release.set()
@@ -94,10 +118,13 @@ class HoldingProxy:
         body = _read_body(handler)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
         hold = self._take(handler.command, handler.path)
+        with self._lock:
+            self.seen.append((handler.command, handler.path))
         with httpx.Client(timeout=60.0) as client:
             response = client.request(
                 handler.command, self.upstream + handler.path, headers=headers, content=body
             )
+        hold = hold or self._effect(handler.command)
         if hold:
             self.held.set()
             self._release.wait(60.0)

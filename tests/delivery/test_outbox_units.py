@@ -94,6 +94,13 @@ def test_links_weigh_nothing_and_an_oversized_file_gets_its_own_comment() -> Non
     ]
 
 
+def test_batches_name_at_most_max_files_each() -> None:
+    lines = lines_of(*([10] * 7), link_every=2)
+    assert [len(b) for b in batches(lines, 10**9, max_files=3)] == [3, 3, 1]
+    assert [len(b) for b in batches(lines, 25, max_files=3)] == [3, 3, 1]
+    assert [len(b) for b in batches(lines, 10**9)] == [7]
+
+
 @given(st.lists(st.integers(min_value=1, max_value=200), max_size=40), st.integers(1, 300))
 def test_every_line_is_in_exactly_one_batch_within_the_cap(sizes: list[int], cap: int) -> None:
     lines = lines_of(*sizes)
