@@ -72,16 +72,32 @@ class Services:
             await self.http_client.aclose()
 
 
+def _ticket_http() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )
+
+
 def build_tickets(settings: Settings) -> tuple[TicketSystem, httpx.AsyncClient | None]:
     if settings.tickets == "zendesk":
         from gateway.tickets.zendesk import ZendeskTickets
 
         assert settings.zendesk is not None
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-        )
+        client = _ticket_http()
         return ZendeskTickets(settings.zendesk, client=client), client
+    if settings.tickets == "freshdesk":
+        from gateway.tickets.freshdesk import FreshdeskTickets
+
+        assert settings.freshdesk is not None
+        client = _ticket_http()
+        return FreshdeskTickets(settings.freshdesk, client=client), client
+    if settings.tickets == "servicenow":
+        from gateway.tickets.servicenow import ServiceNowTickets
+
+        assert settings.servicenow is not None
+        client = _ticket_http()
+        return ServiceNowTickets(settings.servicenow, client=client), client
     return LocalTickets(settings.data_dir / "tickets"), None
 
 
@@ -103,6 +119,16 @@ def build_services(
             format_size(settings.max_upload),
             format_size(settings.buffer_memory),
             format_size(largest),
+        )
+    if settings.attachment_max_requested is not None:
+        logging.getLogger("gateway").info(
+            "GATEWAY_ATTACHMENT_MAX is %s (%d bytes) but %s takes attachments of at most "
+            "%s (%d bytes); larger files are delivered as download links",
+            format_size(settings.attachment_max_requested),
+            settings.attachment_max_requested,
+            settings.tickets,
+            format_size(settings.attachment_max),
+            settings.attachment_max,
         )
     store = InstrumentedStore(store or open_store(settings), metrics)
     client = None

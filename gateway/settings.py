@@ -8,6 +8,7 @@ names the variable.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,10 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
 ZENDESK_ATTACHMENT_LIMIT = 50_000_000
+# Freshdesk takes at most 20 MB of attachments on one note (all files together).
+FRESHDESK_ATTACHMENT_LIMIT = 20_000_000
+# ServiceNow's com.glide.attachment.max_size default: 1024 MB per attachment.
+SERVICENOW_ATTACHMENT_LIMIT = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,37 @@ class ZendeskSettings:
 
 
 @dataclass(frozen=True)
+class FreshdeskSettings:
+    url: str
+    api_key: str = field(repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"FreshdeskSettings(url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class ServiceNowSettings:
+    url: str
+    table: str = "incident"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    oauth_token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        return (
+            f"ServiceNowSettings(url={self.url!r}, table={self.table!r}, auth={self.auth_kind!r})"
+        )
+
+    @property
+    def auth_kind(self) -> str:
+        if self.oauth_token:
+            return "oauth"
+        if self.user and self.password:
+            return "basic"
+        return "none"
+
+
+@dataclass(frozen=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
     public_url_explicit: bool = False  # False: `serve` derives it from --host/--port
@@ -64,7 +100,11 @@ class Settings:
     tickets: str = "local"
     zendesk: ZendeskSettings | None = None
     zendesk_webhook_secret: str | None = field(default=None, repr=False)
+    freshdesk: FreshdeskSettings | None = None
+    servicenow: ServiceNowSettings | None = None
     attachment_max: int = 20 * MiB
+    # GATEWAY_ATTACHMENT_MAX as given, when the ticket system takes less (start-up says so).
+    attachment_max_requested: int | None = None
     max_upload: int = 5 * 1024**4
     link_ttl: int = 14 * 86400
     download_ttl: int = 30 * 86400
@@ -154,11 +194,53 @@ def _load_or_create_secret(data_dir: Path) -> bytes:
     return value.encode()
 
 
+_TABLE = re.compile(r"[a-z][a-z0-9_]{0,79}")
+
+
+def _table(text: str) -> str:
+    if not _TABLE.fullmatch(text):
+        raise ValueError(f"expected a table name such as incident, got {text!r}")
+    return text
+
+
+def _freshdesk(env: Mapping[str, str]) -> FreshdeskSettings:
+    if not _get(env, "GATEWAY_FRESHDESK_URL"):
+        raise ConfigError("GATEWAY_FRESHDESK_URL: required when GATEWAY_TICKETS=freshdesk")
+    api_key = _get(env, "GATEWAY_FRESHDESK_API_KEY")
+    if not api_key:
+        raise ConfigError("GATEWAY_FRESHDESK_API_KEY: required when GATEWAY_TICKETS=freshdesk")
+    return FreshdeskSettings(url=_parse(env, "GATEWAY_FRESHDESK_URL", _url, ""), api_key=api_key)
+
+
+def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
+    if not _get(env, "GATEWAY_SERVICENOW_URL"):
+        raise ConfigError("GATEWAY_SERVICENOW_URL: required when GATEWAY_TICKETS=servicenow")
+    settings = ServiceNowSettings(
+        url=_parse(env, "GATEWAY_SERVICENOW_URL", _url, ""),
+        table=_parse(env, "GATEWAY_SERVICENOW_TABLE", _table, "incident"),
+        user=_get(env, "GATEWAY_SERVICENOW_USER"),
+        password=_get(env, "GATEWAY_SERVICENOW_PASSWORD"),
+        oauth_token=_get(env, "GATEWAY_SERVICENOW_OAUTH_TOKEN"),
+    )
+    if settings.user and not settings.password:
+        raise ConfigError("GATEWAY_SERVICENOW_PASSWORD: required with GATEWAY_SERVICENOW_USER")
+    if settings.password and not settings.user:
+        raise ConfigError("GATEWAY_SERVICENOW_USER: required with GATEWAY_SERVICENOW_PASSWORD")
+    if settings.auth_kind == "none":
+        raise ConfigError(
+            "GATEWAY_SERVICENOW_OAUTH_TOKEN: set it (or GATEWAY_SERVICENOW_USER and "
+            "GATEWAY_SERVICENOW_PASSWORD) when GATEWAY_TICKETS=servicenow"
+        )
+    return settings
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
     storage = _parse(env, "GATEWAY_STORAGE", _choice("file", "s3"), "file")
-    tickets = _parse(env, "GATEWAY_TICKETS", _choice("local", "zendesk"), "local")
+    tickets = _parse(
+        env, "GATEWAY_TICKETS", _choice("local", "zendesk", "freshdesk", "servicenow"), "local"
+    )
     data_dir = Path(_get(env, "GATEWAY_DATA_DIR") or "./data")
     embedded = storage == "file" and tickets == "local"
 
@@ -206,6 +288,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "GATEWAY_ZENDESK_TOKEN) when GATEWAY_TICKETS=zendesk"
             )
 
+    freshdesk = _freshdesk(env) if tickets == "freshdesk" else None
+    servicenow = _servicenow(env) if tickets == "servicenow" else None
+
     sse = _parse(env, "GATEWAY_S3_SSE", _choice("AES256", "aws:kms"), None)
     kms_key = _get(env, "GATEWAY_S3_SSE_KMS_KEY_ID")
     if kms_key and sse != "aws:kms":
@@ -225,6 +310,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "larger files are delivered as download links"
         )
 
+    attachment_max_requested: int | None = None
+    limit = {"freshdesk": FRESHDESK_ATTACHMENT_LIMIT, "servicenow": SERVICENOW_ATTACHMENT_LIMIT}
+    if tickets in limit and attachment_max > limit[tickets]:
+        attachment_max_requested, attachment_max = attachment_max, limit[tickets]
+
     settings = Settings(
         public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
         public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
@@ -239,7 +329,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tickets=tickets,
         zendesk=zendesk,
         zendesk_webhook_secret=webhook_secret,
+        freshdesk=freshdesk,
+        servicenow=servicenow,
         attachment_max=attachment_max,
+        attachment_max_requested=attachment_max_requested,
         max_upload=max_upload,
         link_ttl=_parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
         download_ttl=_parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),

@@ -3,6 +3,8 @@
 pytest_plugins = [
     "tests.support.seaweed",
     "tests.support.zendesk",
+    "tests.support.freshdesk_emulator",
+    "tests.support.servicenow_emulator",
     "tests.support.gateway",
     "tests.support.clamd",
     "tests.support.compat",
