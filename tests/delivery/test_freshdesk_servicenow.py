@@ -142,3 +142,29 @@ def test_start_up_says_when_attachment_max_is_clamped(gateway: Any, helpdesk: An
     wait_until(lambda: "takes attachments of at most" in gw.log_tail(200), "the clamp log line")
     line = next(x for x in gw.log_tail(200).splitlines() if "takes attachments of at most" in x)
     assert "GATEWAY_ATTACHMENT_MAX" in line and f"({limit} bytes)" in line
+
+
+def test_the_staff_api_can_post_the_link_on_the_ticket(gateway: Any, helpdesk: Any) -> None:
+    """What a helpdesk automation calls: the link lands on the ticket for the requester."""
+    ticket = helpdesk.create_ticket()
+    gw = gateway()
+    headers = {"Authorization": f"Bearer {gw.env['GATEWAY_STAFF_TOKEN']}"}
+    minted = httpx.post(
+        f"{gw.url}/api/links", json={"ticket": ticket, "comment": "public"}, headers=headers
+    )
+    assert minted.status_code == 201, minted.text
+    assert minted.json()["comment"] == "public"
+    [comment] = helpdesk.comments(ticket)
+    assert comment["public"] is True and minted.json()["url"] in comment["body"]
+    assert httpx.get(minted.json()["url"]).status_code == 200  # the upload page
+
+    helpdesk.delete_ticket(ticket)
+    refused = httpx.post(
+        f"{gw.url}/api/links", json={"ticket": ticket, "comment": "private"}, headers=headers
+    )
+    assert refused.status_code == 502
+    assert refused.json()["error"]["code"] == "tickets_refused"
+    bad = httpx.post(
+        f"{gw.url}/api/links", json={"ticket": ticket, "comment": "loud"}, headers=headers
+    )
+    assert bad.status_code == 400 and "'comment'" in bad.json()["error"]["message"]
