@@ -25,6 +25,7 @@ readiness check.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,7 +217,54 @@ class ServiceNowTickets:
             mod_count=_mod_count(row.get("sys_mod_count")),
         )
 
+    async def _attached_before(self, record: Record, attachment: AttachmentSource) -> bool:
+        """Whether the record already holds these very bytes under this name.
+
+        Files go up before the note that names them, so a crash (or a failed
+        note) between the two leaves them on the record; the next attempt
+        finds them by name and size and, if the bytes hash the same, does
+        not attach them twice.
+        """
+        if not attachment.sha256 or "^" in attachment.filename:
+            return False
+        what = f"attachment listing of {record.number}"
+        params = {
+            "sysparm_query": (
+                f"table_name={self.table}^table_sys_id={record.sys_id}"
+                f"^size_bytes={attachment.size}^file_name={attachment.filename}"
+            ),
+            "sysparm_fields": "sys_id,size_bytes",
+            "sysparm_limit": "10",
+        }
+        response = await self._request(
+            "GET", self.url("/api/now/attachment"), what, params=params, record=record
+        )
+        rows = _result(json_body(response, SYSTEM, what), what)
+        for row in rows if isinstance(rows, list) else []:
+            sys_id = row.get("sys_id") if isinstance(row, dict) else None
+            if isinstance(sys_id, str) and _SYS_ID.fullmatch(sys_id):
+                if await self._sha256_of(sys_id, what) == attachment.sha256:
+                    return True
+        return False
+
+    async def _sha256_of(self, sys_id: str, what: str) -> str:
+        digest = hashlib.sha256()
+        url = self.url(f"/api/now/attachment/{sys_id}/file")
+        headers = {"Accept": "*/*", "Authorization": self._auth}
+        try:
+            async with self.http.stream("GET", url, headers=headers) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise status_error(SYSTEM, what, response, _describe(response))
+                async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
+        except httpx.TransportError as exc:
+            raise network_error(SYSTEM, what, exc) from exc
+        return digest.hexdigest()
+
     async def _attach(self, record: Record, attachment: AttachmentSource) -> None:
+        if await self._attached_before(record, attachment):
+            return
         what = f"upload of {attachment.filename!r} to {record.number}"
         params = {
             "table_name": self.table,

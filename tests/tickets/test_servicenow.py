@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.settings import SERVICENOW_ATTACHMENT_LIMIT
-from gateway.tickets.base import NewComment, TicketError, TicketSystem
+from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
 from gateway.tickets.servicenow import ServiceNowTickets
 from tests.support.servicenow_emulator import ServiceNowEmulator
 from tests.tickets.test_zendesk import run, sha, source
@@ -199,3 +200,38 @@ def test_failures_are_translated_with_the_servers_wait(
     if fault == "403":
         assert "unauthorized, check the ServiceNow credentials" in error.message
     assert servicenow.comments(number) == []
+
+
+def hashed(name: str, data: bytes) -> AttachmentSource:
+    plain = source(name, data)
+    return dataclasses.replace(plain, sha256=sha(data))
+
+
+def test_a_note_that_failed_after_its_files_does_not_attach_them_twice(
+    servicenow: ServiceNowEmulator,
+) -> None:
+    number = servicenow.create_ticket()
+    data = os.urandom(80_000)
+    comment = NewComment("[m1]\n", public=False, attachments=[hashed("x.bin", data)])
+    servicenow.fail_next(500, method="PATCH")
+    assert post_error(servicenow, number, comment).retryable
+    assert servicenow.attachment_count(number) == 1 and servicenow.comments(number) == []
+
+    post(servicenow, number, comment)
+    assert servicenow.attachment_count(number) == 1
+    [note] = servicenow.comments(number)
+    assert [a["sha256"] for a in note["attachments"]] == [sha(data)]
+
+
+def test_same_name_and_size_but_other_bytes_is_attached_again(
+    servicenow: ServiceNowEmulator,
+) -> None:
+    number = servicenow.create_ticket()
+    first, second = b"a" * 1000, b"b" * 1000
+    post(servicenow, number, NewComment("[m1]\n", public=False, attachments=[hashed("f", first)]))
+    post(servicenow, number, NewComment("[m2]\n", public=False, attachments=[hashed("f", second)]))
+    assert servicenow.attachment_count(number) == 2
+    assert [[a["sha256"] for a in c["attachments"]] for c in servicenow.comments(number)] == [
+        [sha(first)],
+        [sha(second)],
+    ]
