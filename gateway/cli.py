@@ -109,7 +109,12 @@ def serve(host: str, port: int, demo: bool, grace: float) -> None:
 
 
 @main.command()
-@click.option("--ticket", required=True, help="Ticket id the uploads go to.")
+@click.option(
+    "--ticket",
+    required=True,
+    help="Ticket id the uploads go to (a ticket number; with ServiceNow a record number "
+    "such as INC0010001).",
+)
 @click.option("--expires", type=_Duration(), default=None, help="Lifetime, e.g. 30m, 12h, 14d.")
 @click.option("--max-size", type=_Size(), default=None, help="Size cap, e.g. 500MB, 2GiB, 1TB.")
 def link(ticket: str, expires: int | None, max_size: int | None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +170,19 @@ def test_the_staff_api_can_post_the_link_on_the_ticket(gateway: Any, helpdesk: A
         f"{gw.url}/api/links", json={"ticket": ticket, "comment": "loud"}, headers=headers
     )
     assert bad.status_code == 400 and "'comment'" in bad.json()["error"]["message"]
+
+
+def test_gateway_link_mints_for_the_systems_ticket_ids(gateway: Any, helpdesk: Any) -> None:
+    ticket = helpdesk.create_ticket()  # "1" for Freshdesk, "INC0010001" for ServiceNow
+    gw = gateway()
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "link", "--ticket", ticket],
+        env=gw.env, cwd=gw.workdir, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip().splitlines()[-1]
+    assert url.startswith(gw.url + "/u/")
+    receipt = upload(url, "via-cli.txt", b"minted on the command line\n")
+    assert receipt["ticket"] == ticket
+    wait_until(lambda: all_delivered(url, 1), "delivery through the CLI's link")
+    assert markers(helpdesk, ticket) == {receipt["file_id"]: 1}
