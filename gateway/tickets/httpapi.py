@@ -1,6 +1,6 @@
 """What every HTTP ticket client does alike: failures translated, bodies streamed exactly.
 
-The clients (Freshdesk, ServiceNow) do not loop retrying. Every failure
+The clients (Zendesk, Freshdesk, ServiceNow) do not loop retrying. Every failure
 becomes a :class:`~gateway.tickets.base.TicketError` that says whether trying
 later can help and what the server's ``Retry-After`` asked for; the delivery
 outbox owns backoff. 401 and 403 are configuration errors (never retryable),
@@ -64,7 +64,7 @@ def status_error(
     message = f"{system} {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
     if status in (401, 403):
         return TicketError(
-            f"{message}: unauthorized, check the {system} credentials and their permissions",
+            f"{message}: unauthorized, check the {system} credentials",
             retryable=False,
             status=status,
         )
@@ -77,6 +77,7 @@ def status_error(
         )
     if status == 404 and not_found:
         return TicketError(f"{message}: {not_found}", retryable=False, status=status)
+    # 409: concurrent updates of one ticket (Zendesk answers so); 408: a slow hop.
     retryable = status >= 500 or status in (408, 409)
     return TicketError(message, retryable=retryable, status=status)
 
