@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from gateway.scan import Scanner, open_scanner
 from gateway.settings import Settings
 from gateway.store import open_store
 from gateway.store.base import ObjectStore
-from gateway.tickets.base import TicketSystem
+from gateway.tickets.base import TicketError, TicketSystem
 from gateway.tickets.local import LocalTickets
 from gateway.units import format_size
 from gateway.uploads.budget import BufferBudget
@@ -25,6 +26,8 @@ from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
+log = logging.getLogger("gateway")
+TICKETS_CHECK_TIMEOUT = 10.0
 
 
 @dataclass
@@ -58,6 +61,29 @@ class Services:
              "filename": record.filename, "length": record.length,
              "protocol": record.protocol, "concat": record.concat},
         )  # fmt: skip
+
+    async def check_tickets(self) -> None:
+        """Say at start-up, in one log line, when the ticket system is not usable.
+
+        Refused credentials (401/403) are a configuration error: logged as an
+        error naming the system, while ``/readyz`` keeps reporting them.
+        """
+        name = self.tickets.name
+        try:
+            await asyncio.wait_for(self.tickets.ping(), timeout=TICKETS_CHECK_TIMEOUT)
+        except TicketError as exc:
+            if exc.status in (401, 403):
+                log.error("configuration error: %s refuses the credentials: %s", name, exc.message)
+            else:
+                log.warning("ticket system %s not reachable at start-up: %s", name, exc.message)
+        except TimeoutError:
+            log.warning(
+                "ticket system %s did not answer within %.0f s at start-up",
+                name,
+                TICKETS_CHECK_TIMEOUT,
+            )
+        except Exception:  # a start-up courtesy: never let it break the process
+            log.exception("checking ticket system %s at start-up failed", name)
 
     def event(self, name: str, fields: dict[str, Any]) -> None:
         """One structured audit line per event; never secrets or full tokens."""

@@ -135,6 +135,12 @@ def test_readiness_checks_the_credentials(gateway: Any, helpdesk: Any) -> None:
     check = refused.json()["checks"]["tickets"]
     assert check.startswith("unauthorized:") and "HTTP 401" in check
     assert "not-the" not in check
+    wait_until(
+        lambda: "configuration error: " + helpdesk.name in bad.log_tail(200),
+        "the start-up line about refused credentials",
+    )
+    assert "not-the" not in bad.log_tail(500)
+    assert "configuration error" not in good.log_tail(500)
 
 
 def test_start_up_says_when_attachment_max_is_clamped(gateway: Any, helpdesk: Any) -> None:
