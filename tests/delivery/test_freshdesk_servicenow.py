@@ -8,6 +8,7 @@ test-side helpdesk Protocol: ``env``, ``create_ticket``, ``comments``,
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import subprocess
@@ -192,3 +193,27 @@ def test_gateway_link_mints_for_the_systems_ticket_ids(gateway: Any, helpdesk: A
     assert receipt["ticket"] == ticket
     wait_until(lambda: all_delivered(url, 1), "delivery through the CLI's link")
     assert markers(helpdesk, ticket) == {receipt["file_id"]: 1}
+
+
+def test_the_emulator_offers_the_shared_helpdesk_protocol(helpdesk: Any) -> None:
+    """What the cross-helpdesk delivery suites rely on, checked by name and signature."""
+    assert helpdesk.name in ("freshdesk", "servicenow")
+    assert helpdesk.url.startswith("http://127.0.0.1:")
+    for method, params in {
+        "env": [],
+        "reset": [],
+        "create_ticket": [],
+        "comments": ["ticket"],
+        "outage": ["mode", "retry_after"],
+        "fail_next": ["status", "count", "path", "method"],
+        "stop": [],
+    }.items():
+        signature = inspect.signature(getattr(helpdesk, method))
+        required = [p.name for p in signature.parameters.values() if p.default is p.empty]
+        assert [p for p in signature.parameters if p in params] == params, method
+        assert set(required) <= set(params), method
+    env = helpdesk.env()
+    assert env["GATEWAY_TICKETS"] == helpdesk.name
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ticket = helpdesk.create_ticket()
+    assert isinstance(ticket, str) and helpdesk.comments(ticket) == []
