@@ -22,8 +22,10 @@ It follows the shapes ServiceNow documents for the calls the gateway makes:
   (1024 MB unless a test lowers it) is 400.
 - ``GET /api/now/attachment`` (metadata, ``sysparm_query``) and
   ``GET /api/now/attachment/{sys_id}/file`` (the bytes).
-- Over the rate limit: 429 with ``Retry-After``, ``X-RateLimit-Limit`` and
-  ``X-RateLimit-Reset``.
+- A rate-limit rule (when a test sets one) puts ``X-RateLimit-Limit``,
+  ``X-RateLimit-Reset`` and ``X-RateLimit-Rule`` on every response; over the
+  limit is 429 with ``Retry-After`` and ``{"error": {"message": "Rate limit
+  exceeded", "detail"}, "status": "failure"}``.
 
 Run standalone with ``python -m tests.support.servicenow_emulator``; the
 accepted credentials come from ``SERVICENOW_EMULATOR_CREDENTIALS`` (JSON with
@@ -66,6 +68,7 @@ DEFAULT_LIMIT = 10_000
 JOURNAL_FIELDS = ("work_notes", "comments")
 USER = "gateway.integration"
 NO_RECORD = "Record doesn't exist or ACL restricts the record retrieval"
+RATE_RULE = "9c2ef4d9c3f1301086a5f5e4e4013187"  # sys_id of the emulated rate-limit rule
 
 
 def _when(ts: float) -> str:
@@ -211,6 +214,10 @@ class State(BaseState):
     def error(self, status: int, message: str, detail: str = "") -> Response:
         if status == 401:
             message, detail = "User Not Authenticated", "Required to provide Auth information"
+        elif status == 429:
+            limit = self.faults.rate_limit or 0
+            message = "Rate limit exceeded"
+            detail = f"Rate limit of {limit} requests per hour for Table API exceeded"
         elif status == 403:
             message = "Operation Failed"
             detail = "ACL Exception Update Failed due to security constraints"
@@ -218,11 +225,17 @@ class State(BaseState):
             {"error": {"message": message, "detail": detail or None}, "status": "failure"},
             status_code=status,
         )
-        if status == 429:
-            response.headers["X-RateLimit-Limit"] = str(self.faults.rate_limit or 0)
-            reset = int(time.time() + self.faults.rate_window)
-            response.headers["X-RateLimit-Reset"] = str(reset)
         return response
+
+    def rate_headers(self) -> dict[str, str]:
+        """On every request a rate-limit rule matches (none unless a test sets one)."""
+        if self.faults.rate_limit is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(self.faults.rate_limit),
+            "X-RateLimit-Reset": str(int(time.time() + self.faults.rate_window)),
+            "X-RateLimit-Rule": RATE_RULE,
+        }
 
     def journal_rows(self) -> list[Journal]:
         return [j for table in self.tables.values() for row in table.values() for j in row.journal]

@@ -156,7 +156,14 @@ def test_rate_limit_and_outage_carry_retry_after(servicenow: ServiceNowEmulator)
         assert limited.status_code == 429
         assert 1 <= int(limited.headers["Retry-After"]) <= 30
         assert limited.headers["X-RateLimit-Limit"] == "1"
-        assert limited.json()["status"] == "failure"
+        assert limited.headers["X-RateLimit-Rule"]
+        assert limited.json() == {
+            "error": {
+                "message": "Rate limit exceeded",
+                "detail": "Rate limit of 1 requests per hour for Table API exceeded",
+            },
+            "status": "failure",
+        }
         servicenow.set_rate_limit(None)
         servicenow.outage("503", retry_after=4)
         down = client.get("/api/now/table/incident")
