@@ -1,4 +1,4 @@
-"""An HTTP proxy in front of the Zendesk emulator that can swallow one answer.
+"""An HTTP proxy in front of a helpdesk emulator that can swallow one answer.
 
 To show exactly-once delivery across a crash *between posting and recording*,
 the ticket system must have recorded the comment while the gateway has not
@@ -52,6 +52,9 @@ class HoldingProxy:
                 proxy.forward(self)
 
             def do_PUT(self) -> None:
+                proxy.forward(self)
+
+            def do_PATCH(self) -> None:
                 proxy.forward(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.delivery.conftest import MARKER, MiB, all_delivered, receipts, upload, wait_until
+from tests.delivery.proxy import HoldingProxy
 from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
 
 LINK_IN_COMMENT = re.compile(r"Download: (\S+) \(expires ")
@@ -217,3 +218,43 @@ def test_the_emulator_offers_the_shared_helpdesk_protocol(helpdesk: Any) -> None
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
     ticket = helpdesk.create_ticket()
     assert isinstance(ticket, str) and helpdesk.comments(ticket) == []
+
+
+NOTE_POST = {
+    "freshdesk": (
+        "POST",
+        "/api/v2/tickets/{ticket}/notes",
+        "POST /api/v2/tickets/{ticket_id}/notes",
+    ),
+    "servicenow": ("PATCH", "/api/now/table/incident/", "PATCH /api/now/table/{table}/{sys_id}"),
+}
+
+
+def test_a_crash_after_the_note_was_recorded_does_not_post_it_again(
+    gateway: Any, helpdesk: Any
+) -> None:
+    """SIGKILL the gateway while the helpdesk has the note and the gateway has no answer yet."""
+    method, path, endpoint = NOTE_POST[helpdesk.name]
+    ticket = helpdesk.create_ticket()
+    proxy = HoldingProxy(helpdesk.url).start()
+    try:
+        url_variable = f"GATEWAY_{helpdesk.name.upper()}_URL"
+        gw = gateway(**{url_variable: proxy.url})
+        proxy.arm(method, path.format(ticket=ticket))
+        link = gw.link(ticket)
+        ids = [upload(link, f"f{n}.txt", os.urandom(999 + n))["file_id"] for n in range(2)]
+
+        assert proxy.held.wait(60.0), "the gateway never posted the note"
+        assert markers(helpdesk, ticket) == dict.fromkeys(ids, 1)
+        assert {r["status"] for r in receipts(link).values()} == {"pending"}
+        gw.kill()
+        proxy.release()
+        gw.start()
+        wait_until(lambda: all_delivered(link, 2), "the deliveries to be recorded")
+    finally:
+        proxy.stop()
+    assert markers(helpdesk, ticket) == dict.fromkeys(ids, 1)
+    posts = [r for r in helpdesk.state()["requests"] if r["endpoint"] == endpoint]
+    assert len(posts) == 1
+    [note] = [c for c in helpdesk.comments(ticket) if MARKER.search(c["body"])]
+    assert sorted(a["file_name"] for a in note["attachments"]) == ["f0.txt", "f1.txt"]
