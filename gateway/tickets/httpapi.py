@@ -12,7 +12,7 @@ server's own error text, never credentials.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,8 +131,3 @@ async def exactly(attachment: AttachmentSource) -> AsyncIterator[bytes]:
         yield chunk
     if sent != attachment.size:
         raise SizeMismatch(f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes")
-
-
-def body_of(attachment: AttachmentSource) -> Callable[[], AsyncIterator[bytes]]:
-    """A factory of exact streams, for a request that may be sent again."""
-    return lambda: exactly(attachment)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     MAX_DETAIL,
     SizeMismatch,
-    body_of,
+    exactly,
     json_body,
     network_error,
     short_text,
@@ -282,7 +282,7 @@ class ServiceNowTickets:
                 what,
                 params=params,
                 headers=headers,
-                content=body_of(attachment)(),
+                content=exactly(attachment),
                 record=record,
             )
         except SizeMismatch as exc:
@@ -325,7 +325,7 @@ class ServiceNowTickets:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         json: Any = None,
-        content: Any = None,
+        content: AsyncIterator[bytes] | None = None,
         record: Record | None = None,
     ) -> httpx.Response:
         request_headers = {"Accept": "application/json", "Authorization": self._auth}
