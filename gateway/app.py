@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -87,9 +88,13 @@ def create_app(
         await services.fit_attachment_max()
         services.outbox.start()
         services.engine.start_keeper()
+        checking = asyncio.create_task(services.check_tickets(), name="tickets-check")
         try:
             yield
         finally:
+            checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checking
             await services.close()
 
     app = Starlette(

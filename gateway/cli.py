@@ -112,7 +112,8 @@ def serve(host: str, port: int, demo: bool, grace: float) -> None:
 @click.option(
     "--ticket",
     required=True,
-    help="Ticket id the uploads go to (e.g. 4242, or a Jira issue key: SUP-123).",
+    help="Ticket id the uploads go to: a ticket number (4242), a Jira issue key (SUP-123) "
+    "or a ServiceNow record number (INC0010001).",
 )
 @click.option("--expires", type=_Duration(), default=None, help="Lifetime, e.g. 30m, 12h, 14d.")
 @click.option("--max-size", type=_Size(), default=None, help="Size cap, e.g. 500MB, 2GiB, 1TB.")

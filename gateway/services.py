@@ -26,8 +26,10 @@ from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
+log = logging.getLogger("gateway")
 # How long start-up waits to read a ticket system's attachment size setting.
 ATTACHMENT_LIMIT_TIMEOUT = 10.0
+TICKETS_CHECK_TIMEOUT = 10.0
 
 
 @dataclass
@@ -73,7 +75,6 @@ class Services:
         inner = getattr(self.tickets, "inner", self.tickets)
         if not isinstance(inner, AttachmentLimited):
             return
-        log = logging.getLogger("gateway")
         try:
             async with asyncio.timeout(ATTACHMENT_LIMIT_TIMEOUT):
                 limit = await inner.attachment_limit()
@@ -98,6 +99,29 @@ class Services:
             )
             self.engine.attachment_max = limit
 
+    async def check_tickets(self) -> None:
+        """Say at start-up, in one log line, when the ticket system is not usable.
+
+        Refused credentials (401/403) are a configuration error: logged as an
+        error naming the system, while ``/readyz`` keeps reporting them.
+        """
+        name = self.tickets.name
+        try:
+            await asyncio.wait_for(self.tickets.ping(), timeout=TICKETS_CHECK_TIMEOUT)
+        except TicketError as exc:
+            if exc.status in (401, 403):
+                log.error("configuration error: %s refuses the credentials: %s", name, exc.message)
+            else:
+                log.warning("ticket system %s not reachable at start-up: %s", name, exc.message)
+        except TimeoutError:
+            log.warning(
+                "ticket system %s did not answer within %.0f s at start-up",
+                name,
+                TICKETS_CHECK_TIMEOUT,
+            )
+        except Exception:  # a start-up courtesy: never let it break the process
+            log.exception("checking ticket system %s at start-up failed", name)
+
     def event(self, name: str, fields: dict[str, Any]) -> None:
         """One structured audit line per event; never secrets or full tokens."""
         audit.info(name, extra={"event": name, "fields": fields})
@@ -111,15 +135,19 @@ class Services:
             await self.http_client.aclose()
 
 
+def _ticket_http() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )
+
+
 def build_tickets(settings: Settings) -> tuple[TicketSystem, httpx.AsyncClient | None]:
     if settings.tickets == "zendesk":
         from gateway.tickets.zendesk import ZendeskTickets
 
         assert settings.zendesk is not None
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-        )
+        client = _ticket_http()
         return ZendeskTickets(settings.zendesk, client=client), client
     if settings.tickets == "jira":
         from gateway.tickets.jira import JiraTickets
@@ -130,6 +158,18 @@ def build_tickets(settings: Settings) -> tuple[TicketSystem, httpx.AsyncClient |
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         return JiraTickets(settings.jira, client=client), client
+    if settings.tickets == "freshdesk":
+        from gateway.tickets.freshdesk import FreshdeskTickets
+
+        assert settings.freshdesk is not None
+        client = _ticket_http()
+        return FreshdeskTickets(settings.freshdesk, client=client), client
+    if settings.tickets == "servicenow":
+        from gateway.tickets.servicenow import ServiceNowTickets
+
+        assert settings.servicenow is not None
+        client = _ticket_http()
+        return ServiceNowTickets(settings.servicenow, client=client), client
     return LocalTickets(settings.data_dir / "tickets"), None
 
 

@@ -8,6 +8,7 @@ names the variable.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,10 @@ ZENDESK_ATTACHMENT_LIMIT = 50_000_000
 # 2 GB the most one REST request to Jira Cloud carries.
 JIRA_ATTACHMENT_DEFAULT = 10 * 1024 * 1024
 JIRA_ATTACHMENT_LIMIT = 2_000_000_000
+# Freshdesk takes at most 20 MB of attachments on one note (all files together).
+FRESHDESK_ATTACHMENT_LIMIT = 20_000_000
+# ServiceNow's com.glide.attachment.max_size default: 1024 MB per attachment.
+SERVICENOW_ATTACHMENT_LIMIT = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,37 @@ class JiraSettings:
 
 
 @dataclass(frozen=True)
+class FreshdeskSettings:
+    url: str
+    api_key: str = field(repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"FreshdeskSettings(url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class ServiceNowSettings:
+    url: str
+    table: str = "incident"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    oauth_token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        return (
+            f"ServiceNowSettings(url={self.url!r}, table={self.table!r}, auth={self.auth_kind!r})"
+        )
+
+    @property
+    def auth_kind(self) -> str:
+        if self.oauth_token:
+            return "oauth"
+        if self.user and self.password:
+            return "basic"
+        return "none"
+
+
+@dataclass(frozen=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
     public_url_explicit: bool = False  # False: `serve` derives it from --host/--port
@@ -81,9 +117,10 @@ class Settings:
     zendesk: ZendeskSettings | None = None
     zendesk_webhook_secret: str | None = field(default=None, repr=False)
     jira: JiraSettings | None = None
+    freshdesk: FreshdeskSettings | None = None
+    servicenow: ServiceNowSettings | None = None
     attachment_max: int = 20 * MiB
-    # Set when the ticket system took less than GATEWAY_ATTACHMENT_MAX asked
-    # for (the value asked for); start-up logs it.
+    # GATEWAY_ATTACHMENT_MAX as given, when the ticket system takes less (start-up says so).
     attachment_max_requested: int | None = None
     max_upload: int = 5 * 1024**4
     link_ttl: int = 14 * 86400
@@ -207,11 +244,56 @@ def _jira_settings(env: Mapping[str, str]) -> JiraSettings:
     )
 
 
+_TABLE = re.compile(r"[a-z][a-z0-9_]{0,79}")
+
+
+def _table(text: str) -> str:
+    if not _TABLE.fullmatch(text):
+        raise ValueError(f"expected a table name such as incident, got {text!r}")
+    return text
+
+
+def _freshdesk(env: Mapping[str, str]) -> FreshdeskSettings:
+    if not _get(env, "GATEWAY_FRESHDESK_URL"):
+        raise ConfigError("GATEWAY_FRESHDESK_URL: required when GATEWAY_TICKETS=freshdesk")
+    api_key = _get(env, "GATEWAY_FRESHDESK_API_KEY")
+    if not api_key:
+        raise ConfigError("GATEWAY_FRESHDESK_API_KEY: required when GATEWAY_TICKETS=freshdesk")
+    return FreshdeskSettings(url=_parse(env, "GATEWAY_FRESHDESK_URL", _url, ""), api_key=api_key)
+
+
+def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
+    if not _get(env, "GATEWAY_SERVICENOW_URL"):
+        raise ConfigError("GATEWAY_SERVICENOW_URL: required when GATEWAY_TICKETS=servicenow")
+    settings = ServiceNowSettings(
+        url=_parse(env, "GATEWAY_SERVICENOW_URL", _url, ""),
+        table=_parse(env, "GATEWAY_SERVICENOW_TABLE", _table, "incident"),
+        user=_get(env, "GATEWAY_SERVICENOW_USER"),
+        password=_get(env, "GATEWAY_SERVICENOW_PASSWORD"),
+        oauth_token=_get(env, "GATEWAY_SERVICENOW_OAUTH_TOKEN"),
+    )
+    if settings.user and not settings.password:
+        raise ConfigError("GATEWAY_SERVICENOW_PASSWORD: required with GATEWAY_SERVICENOW_USER")
+    if settings.password and not settings.user:
+        raise ConfigError("GATEWAY_SERVICENOW_USER: required with GATEWAY_SERVICENOW_PASSWORD")
+    if settings.auth_kind == "none":
+        raise ConfigError(
+            "GATEWAY_SERVICENOW_OAUTH_TOKEN: set it (or GATEWAY_SERVICENOW_USER and "
+            "GATEWAY_SERVICENOW_PASSWORD) when GATEWAY_TICKETS=servicenow"
+        )
+    return settings
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
     storage = _parse(env, "GATEWAY_STORAGE", _choice("file", "s3"), "file")
-    tickets = _parse(env, "GATEWAY_TICKETS", _choice("local", "zendesk", "jira"), "local")
+    tickets = _parse(
+        env,
+        "GATEWAY_TICKETS",
+        _choice("local", "zendesk", "jira", "freshdesk", "servicenow"),
+        "local",
+    )
     data_dir = Path(_get(env, "GATEWAY_DATA_DIR") or "./data")
     embedded = storage == "file" and tickets == "local"
 
@@ -260,6 +342,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
 
     jira = _jira_settings(env) if tickets == "jira" else None
+    freshdesk = _freshdesk(env) if tickets == "freshdesk" else None
+    servicenow = _servicenow(env) if tickets == "servicenow" else None
 
     sse = _parse(env, "GATEWAY_S3_SSE", _choice("AES256", "aws:kms"), None)
     kms_key = _get(env, "GATEWAY_S3_SSE_KMS_KEY_ID")
@@ -268,9 +352,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     default_attachment_max = JIRA_ATTACHMENT_DEFAULT if tickets == "jira" else 20 * MiB
     attachment_max = _parse(env, "GATEWAY_ATTACHMENT_MAX", parse_size, default_attachment_max)
-    attachment_max_requested: int | None = None
-    if tickets == "jira" and attachment_max > JIRA_ATTACHMENT_LIMIT:
-        attachment_max_requested, attachment_max = attachment_max, JIRA_ATTACHMENT_LIMIT
     max_upload = _parse(env, "GATEWAY_MAX_UPLOAD", parse_size, 5 * 1024**4)
     if max_upload <= 0:
         raise ConfigError("GATEWAY_MAX_UPLOAD: must be positive")
@@ -291,6 +372,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "larger files are delivered as download links"
         )
 
+    # Each ticket system takes attachments up to its own limit; past it, files go as links.
+    attachment_max_requested: int | None = None
+    limit = {
+        "jira": JIRA_ATTACHMENT_LIMIT,
+        "freshdesk": FRESHDESK_ATTACHMENT_LIMIT,
+        "servicenow": SERVICENOW_ATTACHMENT_LIMIT,
+    }
+    if tickets in limit and attachment_max > limit[tickets]:
+        attachment_max_requested, attachment_max = attachment_max, limit[tickets]
+
     settings = Settings(
         public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
         public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
@@ -306,6 +397,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         zendesk=zendesk,
         zendesk_webhook_secret=webhook_secret,
         jira=jira,
+        freshdesk=freshdesk,
+        servicenow=servicenow,
         attachment_max=attachment_max,
         attachment_max_requested=attachment_max_requested,
         max_upload=max_upload,

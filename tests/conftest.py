@@ -5,6 +5,8 @@ pytest_plugins = [
     "tests.support.zendesk",
     "tests.support.jira",
     "tests.support.helpdesk",
+    "tests.support.freshdesk_emulator",
+    "tests.support.servicenow_emulator",
     "tests.support.gateway",
     "tests.support.clamd",
     "tests.support.compat",

@@ -416,6 +416,7 @@ class Outbox:
             size=file.size,
             content_type=file.content_type,
             open=lambda: self._reader(file),
+            sha256=file.sha256,
         )
 
     async def _mark_delivered(self, entry: Entry, file: FileRecord) -> None:

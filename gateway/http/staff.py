@@ -21,7 +21,10 @@ from starlette.routing import Route
 from gateway.errors import Code, GatewayError
 from gateway.filenames import content_disposition
 from gateway.http.context import services_of
+from gateway.http.webhook import link_comment
 from gateway.services import Services
+from gateway.signing import UploadLink
+from gateway.tickets.base import NewComment, TicketError
 from gateway.units import parse_size
 
 COOKIE = "gateway_staff"
@@ -91,7 +94,12 @@ async def create_link(request: Request) -> Response:
             raise GatewayError(Code.BAD_REQUEST, str(exc)) from None
     if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool)):
         raise GatewayError(Code.BAD_REQUEST, "'max_size' must be bytes or a size like '2GiB'.")
+    post = body.get("comment")
+    if post not in (None, "public", "private"):
+        raise GatewayError(Code.BAD_REQUEST, '\'comment\' must be "public" or "private".')
     minted = services.links.mint(ticket, expires_in=expires_in, max_size=max_size)
+    if post is not None:
+        await _post_link(services, ticket, minted.url, minted.link, public=post == "public")
     services.metrics.links_minted.labels("api").inc()
     services.event(
         "link_minted",
@@ -99,15 +107,45 @@ async def create_link(request: Request) -> Response:
          "expires_at": minted.link.expires_at,
          "from": request.client.host if request.client else None},
     )  # fmt: skip
-    return JSONResponse(
-        {
-            "url": minted.url,
-            "expires_at": minted.link.expires_at,
-            "ticket": ticket,
-            "max_size": minted.link.max_size,
-        },
-        status_code=201,
-    )
+    answer: dict[str, Any] = {
+        "url": minted.url,
+        "expires_at": minted.link.expires_at,
+        "ticket": ticket,
+        "max_size": minted.link.max_size,
+    }
+    if post is not None:
+        answer["comment"] = post
+    return JSONResponse(answer, status_code=201)
+
+
+async def _post_link(
+    services: Services, ticket: str, url: str, link: UploadLink, *, public: bool
+) -> None:
+    """Post a freshly minted link on the ticket (``"comment"`` in the request).
+
+    A helpdesk automation that can call a URL but not use its answer
+    (a Freshdesk "Trigger webhook" action, say) gets the link to the
+    requester this way. Failures answer as the Zendesk webhook does: 503
+    with ``Retry-After`` when trying later can help, 502 otherwise.
+    """
+    comment = NewComment(body=link_comment(url, link.expires_at, link.max_size), public=public)
+    try:
+        await services.tickets.post_comment(ticket, comment)
+    except TicketError as exc:
+        services.event(
+            "link_comment_failed",
+            {"ticket": ticket, "reason": exc.message, "retryable": exc.retryable},
+        )
+        if exc.retryable:
+            wait = str(max(1, round(exc.retry_after))) if exc.retry_after is not None else "30"
+            raise GatewayError(
+                Code.TICKETS_UNAVAILABLE,
+                f"The link was not posted on the ticket; retry later ({exc.message}).",
+                headers={"Retry-After": wait},
+            ) from None
+        raise GatewayError(
+            Code.TICKETS_REFUSED, f"The ticket system refused the link comment: {exc.message}"
+        ) from None
 
 
 def _wants_json(request: Request) -> bool:

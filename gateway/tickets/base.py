@@ -22,6 +22,10 @@ class AttachmentSource:
     size: int
     content_type: str
     open: Callable[[], AsyncIterator[bytes]]
+    # Hex SHA-256 of the bytes, when known: lets a client recognise a copy it
+    # already uploaded before a crash (ServiceNow attaches files to the record
+    # before the note that names them).
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

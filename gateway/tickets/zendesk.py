@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from gateway.settings import ZendeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
+from gateway.tickets.httpapi import (
+    MAX_DETAIL,
+    SizeMismatch,
+    exactly,
+    network_error,
+    status_error,
+)
+from gateway.tickets.httpapi import parse_retry_after as parse_retry_after
 
 # Zendesk accepts attachments of up to 50 MB each. A comment carries at most
 # this many bytes of attachments in total, so one comment's uploads stay a
@@ -44,15 +50,10 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, ke
 
 # Renew a client-credentials token this long (at most) before it runs out.
 _RENEW_MARGIN = 60.0
-_MAX_DETAIL = 300
 
 
 class _UploadsRejected(Exception):
     """The ticket update refused an upload token (expired, used or unknown)."""
-
-
-class _SizeMismatch(Exception):
-    pass
 
 
 class _Auth:
@@ -151,34 +152,15 @@ def _auth_for(settings: ZendeskSettings) -> _Auth:
     raise ValueError("Zendesk settings carry no usable credentials")
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
 def _describe(response: httpx.Response) -> str:
     """Zendesk's own error text, short: ``error``, ``description`` and ``details``."""
     try:
         data = response.json()
     except ValueError:
         text = response.text.strip().replace("\n", " ")
-        return text[:_MAX_DETAIL]
+        return text[:MAX_DETAIL]
     if not isinstance(data, dict):
-        return str(data)[:_MAX_DETAIL]
+        return str(data)[:MAX_DETAIL]
     parts: list[str] = []
     error = data.get("error")
     if isinstance(error, dict):
@@ -195,37 +177,15 @@ def _describe(response: httpx.Response) -> str:
                 for problem in problems:
                     said = problem.get("description") if isinstance(problem, dict) else problem
                     parts.append(f"{field}: {said}")
-    return "; ".join(parts)[:_MAX_DETAIL]
+    return "; ".join(parts)[:MAX_DETAIL]
 
 
 def _status_error(what: str, response: httpx.Response) -> TicketError:
-    status = response.status_code
-    detail = _describe(response)
-    message = f"Zendesk {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
-    if status in (401, 403):
-        return TicketError(
-            f"{message}: unauthorized, check the Zendesk credentials",
-            retryable=False,
-            status=status,
-        )
-    if status in (429, 503):
-        return TicketError(
-            message,
-            retryable=True,
-            status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
-    # 409: Zendesk's answer to concurrent updates of one ticket; 408: a slow hop.
-    retryable = status >= 500 or status in (408, 409)
-    return TicketError(message, retryable=retryable, status=status)
+    return status_error("Zendesk", what, response, _describe(response))
 
 
 def _network_error(what: str, exc: httpx.TransportError) -> TicketError:
-    reason = str(exc) or type(exc).__name__
-    return TicketError(
-        f"Zendesk {what} failed: {type(exc).__name__}: {reason}"[: _MAX_DETAIL + 80],
-        retryable=True,
-    )
+    return network_error("Zendesk", what, exc)
 
 
 class ZendeskTickets:
@@ -340,9 +300,9 @@ class ZendeskTickets:
                 what,
                 params={"filename": attachment.filename},
                 headers=headers,
-                body=lambda: _exactly(attachment),
+                body=lambda: exactly(attachment),
             )
-        except _SizeMismatch as exc:
+        except SizeMismatch as exc:
             raise TicketError(f"Zendesk {what} failed: {exc}", retryable=False) from None
         if response.status_code != 201 and response.status_code != 200:
             raise _status_error(what, response)
@@ -436,17 +396,3 @@ def _json(response: httpx.Response, what: str) -> dict[str, Any]:
             status=response.status_code,
         )
     return data
-
-
-async def _exactly(attachment: AttachmentSource) -> AsyncIterator[bytes]:
-    """Stream the attachment, failing loudly if the store gives more or fewer bytes."""
-    sent = 0
-    async for chunk in attachment.open():
-        sent += len(chunk)
-        if sent > attachment.size:
-            raise _SizeMismatch(f"{attachment.filename!r} is longer than {attachment.size} bytes")
-        yield chunk
-    if sent != attachment.size:
-        raise _SizeMismatch(
-            f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes"
-        )

@@ -62,6 +62,9 @@ class HoldingProxy:
             def do_PUT(self) -> None:
                 proxy.forward(self)
 
+            def do_PATCH(self) -> None:
+                proxy.forward(self)
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
