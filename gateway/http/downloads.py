@@ -30,11 +30,19 @@ async def _file(request: Request) -> FileRecord:
     if raw is None:
         raise GatewayError(Code.GONE, "This file has been removed.")
     file = FileRecord.from_bytes(raw)
-    if file.status == "quarantined" or (file.scan or "").startswith("infected"):
-        raise GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
-    if file.retain_until is not None and file.retain_until <= services.links.clock():
-        raise GatewayError(Code.GONE, "This file has passed its retention period.")
+    refused = refusal(file, services.links.clock())
+    if refused is not None:
+        raise refused
     return file
+
+
+def refusal(file: FileRecord, now: float) -> GatewayError | None:
+    """Why ``file`` may not be downloaded now (None: it may): quarantine, retention."""
+    if file.status == "quarantined" or (file.scan or "").startswith("infected"):
+        return GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
+    if file.retain_until is not None and file.retain_until <= now:
+        return GatewayError(Code.GONE, "This file has passed its retention period.")
+    return None
 
 
 async def download(request: Request) -> Response:
