@@ -79,6 +79,7 @@ class Settings:
     log_level: str = "info"
     embedded: bool = True
     malloc_arena_max_set: bool = False  # MALLOC_ARENA_MAX given: leave glibc's arenas alone
+    download_redirect: bool = False  # answer download links with presigned storage URLs
 
     @property
     def secret_required(self) -> bool:
@@ -225,6 +226,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "larger files are delivered as download links"
         )
 
+    download_redirect = _parse(env, "GATEWAY_DOWNLOAD_REDIRECT", _bool, False)
+    if download_redirect and storage != "s3":
+        raise ConfigError(
+            "GATEWAY_DOWNLOAD_REDIRECT: needs GATEWAY_STORAGE=s3 (the file store has no "
+            "presigned URLs; leave it false to serve downloads through the gateway)"
+        )
+
     settings = Settings(
         public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
         public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
@@ -256,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         embedded=embedded,
         malloc_arena_max_set="MALLOC_ARENA_MAX" in env,
+        download_redirect=download_redirect,
     )
     if settings.clamd and not (
         settings.clamd.startswith("tcp://") or settings.clamd.startswith("/")

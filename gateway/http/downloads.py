@@ -3,6 +3,13 @@
 The gateway signs these links itself, so they can outlive S3's seven-day
 presign limit. Bytes stream from the store; one ``Range`` is honoured
 (206/416), ``If-Range`` guards it with the strong ETag (the SHA-256).
+
+With ``GATEWAY_DOWNLOAD_REDIRECT=true`` (S3 storage only) a ``GET`` is
+checked and audited the same way and then answered with a 302 to a
+presigned S3 URL that lives :data:`REDIRECT_TTL` seconds and makes S3 send
+the same ``Content-Disposition`` and ``Content-Type``: the bytes go from
+storage to the engineer, not through the gateway. ``HEAD`` is still answered
+here, with the ETag (the SHA-256) that verifying clients need.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
@@ -19,6 +26,8 @@ from gateway.http import headers
 from gateway.http.context import services_of
 from gateway.uploads import records
 from gateway.uploads.records import FileRecord
+
+REDIRECT_TTL = 300  # seconds a presigned URL lives: long enough to start, too short to share
 
 
 async def _file(request: Request) -> FileRecord:
@@ -75,6 +84,8 @@ async def download(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=base)
     services.metrics.downloads.inc()
+    if services.settings.download_redirect:
+        return await _redirect(request, file, status, end - start)
     services.event(
         "downloaded",
         {"file_id": file.file_id, "ticket": file.ticket, "bytes": end - start,
@@ -89,6 +100,27 @@ async def download(request: Request) -> Response:
                 yield chunk
 
     return StreamingResponse(body(), status_code=status, headers=base)
+
+
+async def _redirect(request: Request, file: FileRecord, status: int, length: int) -> Response:
+    """302 to a short-lived presigned storage URL; the Range header goes along with it."""
+    services = services_of(request)
+    url = await services.store.presign_get(
+        records.data_key(file.file_id),
+        expires_in=REDIRECT_TTL,
+        disposition=content_disposition(file.filename),
+        content_type=file.content_type,
+    )
+    if url is None:  # settings refuse redirect mode without S3; a store that cannot presign
+        raise GatewayError(Code.INTERNAL, "This storage cannot hand out download URLs.")
+    services.metrics.download_redirects.inc()
+    services.event(
+        "downloaded",
+        {"file_id": file.file_id, "ticket": file.ticket, "bytes": length,
+         "ranged": status == 206, "redirect": True,
+         "from": request.client.host if request.client else None},
+    )  # fmt: skip
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
 
 
 routes = [

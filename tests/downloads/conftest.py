@@ -103,3 +103,16 @@ def out(tmp_path: Path) -> Path:
     path = tmp_path / "out"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="module")
+def redirecting(stocked: Stocked, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stocked]:
+    """A second replica on the same bucket, secret and scanner, in redirect mode."""
+    work = tmp_path_factory.mktemp("redirecting")
+    env = {k: v for k, v in stocked.proc.env.items() if k not in ("GATEWAY_PUBLIC_URL", "HOME")}
+    env.update(
+        HOME=str(work), GATEWAY_DATA_DIR=str(work / "data"), GATEWAY_DOWNLOAD_REDIRECT="true"
+    )
+    proc = start_gateway(work, env)
+    yield Stocked(proc, stocked.files)
+    proc.kill()
