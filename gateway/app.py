@@ -10,7 +10,17 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.http import downloads, health, page, staff, ticket_files, tus, uploads, webhook
+from gateway.http import (
+    downloads,
+    health,
+    page,
+    signin,
+    staff,
+    ticket_files,
+    tus,
+    uploads,
+    webhook,
+)
 from gateway.http.errors import HANDLERS
 from gateway.logs import RequestId
 from gateway.services import Services, build_services
@@ -61,6 +71,7 @@ def _routes() -> list[BaseRoute]:
     return [
         *health.routes,
         *staff.routes,
+        *signin.routes,
         *ticket_files.routes,
         *downloads.routes,
         *tus.routes,

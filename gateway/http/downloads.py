@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
 from gateway.filenames import content_disposition
-from gateway.http import headers
+from gateway.http import headers, signin
 from gateway.http.context import services_of
 from gateway.uploads import records
 from gateway.uploads.records import FileRecord
@@ -55,6 +55,21 @@ def refusal(file: FileRecord, now: float) -> GatewayError | None:
 
 
 async def download(request: Request) -> Response:
+    """The link alone, or with ``GATEWAY_DOWNLOAD_AUTH=oidc`` the link and a signed-in
+    engineer (the link is checked first: a bad link is refused before any sign-in)."""
+    services = services_of(request)
+    if services.settings.download_auth != "oidc":
+        return await _serve(request, None)
+    services.links.check_download(request.path_params["token"])
+    engineer = signin.current(request)
+    if engineer is None:
+        return signin.challenge(request)
+    response = await _serve(request, engineer.who)
+    signin.renew(response, request, engineer)
+    return response
+
+
+async def _serve(request: Request, who: str | None) -> Response:
     services = services_of(request)
     file = await _file(request)
     etag = f'"{file.sha256}"'
@@ -85,11 +100,12 @@ async def download(request: Request) -> Response:
         return Response(status_code=status, headers=base)
     services.metrics.downloads.inc()
     if services.settings.download_redirect:
-        return await _redirect(request, file, status, end - start)
+        return await _redirect(request, file, status, end - start, who)
     services.event(
         "downloaded",
         {"file_id": file.file_id, "ticket": file.ticket, "bytes": end - start,
-         "from": request.client.host if request.client else None},
+         "from": request.client.host if request.client else None,
+         **({"by": who} if who else {})},
     )  # fmt: skip
 
     async def body() -> AsyncIterator[bytes]:
@@ -102,7 +118,9 @@ async def download(request: Request) -> Response:
     return StreamingResponse(body(), status_code=status, headers=base)
 
 
-async def _redirect(request: Request, file: FileRecord, status: int, length: int) -> Response:
+async def _redirect(
+    request: Request, file: FileRecord, status: int, length: int, who: str | None
+) -> Response:
     """302 to a short-lived presigned storage URL; the Range header goes along with it."""
     services = services_of(request)
     url = await services.store.presign_get(
@@ -118,7 +136,8 @@ async def _redirect(request: Request, file: FileRecord, status: int, length: int
         "downloaded",
         {"file_id": file.file_id, "ticket": file.ticket, "bytes": length,
          "ranged": status == 206, "redirect": True,
-         "from": request.client.host if request.client else None},
+         "from": request.client.host if request.client else None,
+         **({"by": who} if who else {})},
     )  # fmt: skip
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
 
