@@ -60,7 +60,6 @@ from gateway.client.pieces import (
 from gateway.client.upload import _progress
 from gateway.filenames import clean_filename, unique_names
 
-READ_BLOCK = 1024 * 1024
 VERIFY_BLOCK = 4 * 1024 * 1024
 TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=60.0, pool=120.0)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -322,7 +321,7 @@ class _File:
                     if response.headers.get("content-range", "").strip() != expected:
                         raise Failed("bad-range", "the server answered another range")
                 position = start
-                for chunk in response.iter_raw(READ_BLOCK):
+                for chunk in response.iter_raw():
                     if position + len(chunk) > end:
                         raise Failed("bad-range", "the server sent more than the range")
                     view = memoryview(chunk)
@@ -555,6 +554,8 @@ def run_download(
             results.extend(waiting)
             for name in quarantined:
                 err.print(f"{name}: quarantined by the malware scanner; not downloaded")
+            if not jobs and not waiting:
+                err.print(f"ticket {ticket} has no files to download")
             # The staff token goes only to the gateway named by --gateway (where downloads
             # need a signed-in engineer it stands for one); httpx drops it on a redirect
             # to another origin (a presigned storage URL).
@@ -586,7 +587,9 @@ def run_download(
                 progress.stop()
     for result in results:
         print(result.line(), flush=True)
-    return 0 if results and all(r.ok for r in results) else 1
+    if ticket is None and not results:
+        return 1
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -37,7 +37,7 @@ from gateway.settings import OidcSettings
 SESSION_COOKIE = "gateway_engineer"
 PENDING_COOKIE = "gateway_signin"
 PENDING_TTL = 600
-STAFF = Engineer(sub="staff-token", email="", name="staff token", signed_in=0)
+STAFF = Engineer(sub="staff", email="", name="staff token or staff login", signed_in=0)
 
 
 def _oidc(services: Services) -> tuple[OidcSettings, Provider]:
