@@ -10,8 +10,8 @@ presigned storage URL) is followed; the range goes along.
 One thread checks the file in order while the pieces arrive: it reads each
 piece back from disk (from the page cache, just written), feeds the whole
 file's SHA-256, and for a piece left by an earlier run, first compares the
-piece's own SHA-256 with the one remembered in ``NAME.part.json``: a piece
-that differs (a damaged partial file) is fetched again. Only when the whole
+piece's CRC-32 with the one remembered in ``NAME.part.json``: a piece that
+differs (a damaged partial file) is fetched again. Only when the whole
 file's SHA-256 equals the ETag does ``NAME.part`` get its final name; if it
 does not, every piece is checked against what was received and the
 differing ones fetched again, once, before the file is given up.
@@ -49,6 +49,7 @@ from rich.progress import Progress, TaskID
 
 from gateway.client import retry
 from gateway.client.pieces import (
+    PieceCheck,
     PieceState,
     load_state,
     part_path,
@@ -279,7 +280,7 @@ class _File:
             os.close(fd)
 
     def _fetch(self, fd: int, index: int) -> str:
-        """One piece into its place in the partial file, with retries; its SHA-256."""
+        """One piece into its place in the partial file, with retries; its CRC-32."""
         start, end = self.spans[index]
         failures = 0
         while True:
@@ -299,7 +300,7 @@ class _File:
     def _get(self, fd: int, start: int, end: int) -> str:
         """GET ``start``-``end`` into the file; transient failures raise :class:`_Retry`
         with how many bytes they wrote (the progress bar takes them back)."""
-        digest = hashlib.sha256()
+        digest = PieceCheck()
         if end == start:
             return digest.hexdigest()
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}"}
@@ -372,7 +373,7 @@ class _File:
                     index += 1
                     continue
                 trial = whole.copy()
-                piece = hashlib.sha256()
+                piece = PieceCheck()
                 _feed(fd, start, end, trial, piece)
                 if piece.hexdigest() == self.state.done.get(index):
                     whole = trial
