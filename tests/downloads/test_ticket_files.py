@@ -69,7 +69,11 @@ def test_unknown_and_bad_tickets(stocked: Stocked) -> None:
     assert bad.status_code == 404
 
 
-def _zip_of(proc: GatewayProcess, ticket: str, target: Path | None = None) -> zipfile.ZipFile:
+def _zip_of(
+    proc: GatewayProcess, ticket: str, target: Path | None = None, rss: list[int] | None = None
+) -> zipfile.ZipFile:
+    """The ticket's ZIP, in memory or in ``target``; ``rss`` collects the gateway's
+    resident memory every 64 MiB of the way."""
     url = f"{proc.url}/api/tickets/{ticket}/files.zip"
     with httpx.stream("GET", url, headers=staff_headers(proc), timeout=600) as response:
         assert response.status_code == 200, response.read()
@@ -77,8 +81,10 @@ def _zip_of(proc: GatewayProcess, ticket: str, target: Path | None = None) -> zi
         assert "attachment" in response.headers["content-disposition"]
         length = int(response.headers["content-length"])
         sink = io.BytesIO() if target is None else open(target, "wb")  # noqa: SIM115
-        for chunk in response.iter_bytes(4 * MiB):
+        for index, chunk in enumerate(response.iter_bytes(4 * MiB)):
             sink.write(chunk)
+            if rss is not None and index % 16 == 0:
+                rss.append(proc.rss_bytes())
         assert sink.tell() == length
     if target is None:
         assert isinstance(sink, io.BytesIO)
@@ -139,8 +145,27 @@ def test_zip_of_a_5_gib_file_is_zip64(stocked: Stocked, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, files
         time.sleep(0.5)
     source.unlink()
-    archive = _zip_of(stocked.proc, "6061", tmp_path / "all.zip")
+    rss: list[int] = []
+    archive = _zip_of(stocked.proc, "6061", tmp_path / "all.zip", rss)
+    assert len(rss) > 50 and max(rss) < 512 * MiB  # streamed: nothing held whole
     info = archive.getinfo("big.bin")
     assert info.file_size == size
     assert _member_sha256(archive, "big.bin") == digest.hexdigest()
     assert _member_sha256(archive, "small.bin") == hashlib.sha256(small).hexdigest()
+
+
+def test_zip_from_the_file_store(gateway_file: GatewayProcess) -> None:
+    first, second = sparse_content(2 * MiB), b"small\n" * 100
+    upload(gateway_file, "88", "a.bin", first)
+    upload(gateway_file, "88", "b.txt", second)
+    deadline = time.monotonic() + 30
+    while True:
+        files = httpx.get(
+            f"{gateway_file.url}/api/tickets/88/files", headers=staff_headers(gateway_file)
+        ).json()["files"]
+        if len(files) == 2 and all(f["download_url"] for f in files):
+            break
+        assert time.monotonic() < deadline, files
+        time.sleep(0.1)
+    archive = _zip_of(gateway_file, "88")
+    assert archive.read("a.bin") == first and archive.read("b.txt") == second
