@@ -139,11 +139,15 @@ async def login(request: Request) -> Response:
 
 
 def _refused(request: Request, status: int, message: str) -> Response:
+    """A page for a browser (the usual caller), the JSON error for anything else."""
     services = services_of(request)
     services.event(
         "signin_refused",
         {"reason": message, "from": request.client.host if request.client else None},
     )
+    if "text/html" not in request.headers.get("accept", ""):
+        code = Code.FORBIDDEN if status == 403 else Code.BAD_REQUEST
+        raise GatewayError(code, message)
     response = HTMLResponse(
         "<!doctype html><html lang=en><meta charset=utf-8><title>Sign-in refused</title>"
         f"<h1>Sign-in refused</h1><p>{html.escape(message)}</p>"

@@ -193,6 +193,11 @@ def test_the_link_is_checked_first_and_the_staff_token_stands_for_an_engineer(
 def test_a_callback_that_was_not_started_here_is_refused(guarded: Guarded) -> None:
     response = httpx.get(f"{guarded.proc.url}/auth/callback?code=x&state=y")
     assert response.status_code == 400 and COOKIE not in response.cookies
+    assert response.json()["error"]["code"] == "bad_request"
+    page = httpx.get(
+        f"{guarded.proc.url}/auth/callback?code=x&state=y", headers={"Accept": "text/html"}
+    )
+    assert page.status_code == 400 and "Sign-in refused" in page.text
     login = httpx.get(f"{guarded.proc.url}/auth/login?next=https://evil.example/")
     assert login.status_code == 303
     pending = login.cookies.get("gateway_signin")
