@@ -7,6 +7,7 @@ names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -176,9 +177,15 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def _loopback(url: str) -> bool:
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine (localhost, 127.0.0.0/8, ::1)."""
     host = urlsplit(url).hostname or ""
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _oidc(env: Mapping[str, str]) -> OidcSettings:
@@ -295,7 +302,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     download_auth = _parse(env, "GATEWAY_DOWNLOAD_AUTH", _choice("none", "oidc"), "none")
     oidc = _oidc(env) if download_auth == "oidc" else None
     public_url = _parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000")
-    if oidc is not None and not public_url.startswith("https://") and not _loopback(public_url):
+    if (
+        oidc is not None
+        and not public_url.startswith("https://")
+        and not is_loopback_url(public_url)
+    ):
         raise ConfigError(
             "GATEWAY_PUBLIC_URL: must be https with GATEWAY_DOWNLOAD_AUTH=oidc (the session "
             "cookie is Secure outside loopback)"

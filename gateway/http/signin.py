@@ -18,8 +18,7 @@ sent to sign in and comes back to the link; other clients get a 401.
 from __future__ import annotations
 
 import html
-import ipaddress
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -32,7 +31,7 @@ from gateway.http.staff import is_staff
 from gateway.oidc import Pending, Provider, SignInFailed
 from gateway.services import Services
 from gateway.sessions import PENDING, Engineer, allowed, open_session, seal
-from gateway.settings import OidcSettings
+from gateway.settings import OidcSettings, is_loopback_url
 
 SESSION_COOKIE = "gateway_engineer"
 PENDING_COOKIE = "gateway_signin"
@@ -48,12 +47,8 @@ def _oidc(services: Services) -> tuple[OidcSettings, Provider]:
 
 
 def _secure(services: Services) -> bool:
-    host = urlsplit(services.settings.public_url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return not loopback
+    """Secure cookies everywhere but on a loopback public URL (plain-http development)."""
+    return not is_loopback_url(services.settings.public_url)
 
 
 def _local_path(target: str) -> str:
