@@ -23,6 +23,7 @@ import httpx
 
 from bench.cpu import CpuUse, bound_ratio, measure
 from bench.data import TestFile
+from bench.download import download
 from bench.harness import Harness, PutResult
 from bench.proc_stats import peak_rss, proc_stats
 from bench.procs import free_port
@@ -711,8 +712,9 @@ SCENARIOS: dict[str, Callable[[Harness], list[Row]]] = {
     "small": small,
     "leak": leak,
     "profile": profile,
+    "download": download,
 }
-DEFAULT_SCENARIOS = ["put", "ceiling", "tus", "concurrency", "small", "leak"]
+DEFAULT_SCENARIOS = ["put", "ceiling", "tus", "concurrency", "small", "leak", "download"]
 SCENARIO_TITLES = {
     "put": "put",
     "ceiling": "ceiling",
@@ -721,4 +723,5 @@ SCENARIO_TITLES = {
     "small": "small-files",
     "leak": "leak",
     "profile": "profile",
+    "download": "download",
 }

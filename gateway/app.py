@@ -11,7 +11,17 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.http import downloads, health, page, staff, tus, uploads, webhook
+from gateway.http import (
+    downloads,
+    health,
+    page,
+    signin,
+    staff,
+    ticket_files,
+    tus,
+    uploads,
+    webhook,
+)
 from gateway.http.errors import HANDLERS
 from gateway.http.singletons import SingletonHeaders
 from gateway.logs import RequestId
@@ -63,6 +73,8 @@ def _routes() -> list[BaseRoute]:
     return [
         *health.routes,
         *staff.routes,
+        *signin.routes,
+        *ticket_files.routes,
         *downloads.routes,
         *tus.routes,
         *webhook.routes,

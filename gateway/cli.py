@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, link, upload, sweep, purge.
+"""The ``gateway`` command: serve, link, upload, download, sweep, purge.
 
 click gives us consistent ``--help``, option parsing and exit codes for free.
 """
@@ -208,6 +208,91 @@ def upload(
         run_upload(
             url, list(files), parallel=parallel, streams=streams, chunk_size=chunk_size,
             retries=retries, quiet=quiet,
+        )
+    )  # fmt: skip
+
+
+@main.command()
+@click.argument("urls", nargs=-1, metavar="URL...")
+@click.option(
+    "-o",
+    "--output",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory the files go to.",
+)
+@click.option(
+    "--connections",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Ranged requests at once for one file (pieces of 1 to 32 MiB).",
+)
+@click.option("--ticket", default=None, help="Fetch every stored file of this ticket instead.")
+@click.option(
+    "--gateway",
+    "gateway_url",
+    default=None,
+    metavar="URL",
+    help="The gateway's base URL, with --ticket (e.g. https://uploads.example.com).",
+)
+@click.option(
+    "--token",
+    envvar="GATEWAY_STAFF_TOKEN",
+    default=None,
+    show_envvar=True,
+    help="Staff token for --ticket (better set through the environment variable).",
+)
+@click.option(
+    "--retries",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries of a piece (backoff with jitter, honouring Retry-After).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def download(
+    urls: tuple[str, ...],
+    directory: str,
+    connections: int,
+    ticket: str | None,
+    gateway_url: str | None,
+    token: str | None,
+    retries: int,
+    quiet: bool,
+) -> None:
+    """Download files from signed download links; re-run the same command to resume.
+
+    \b
+    Each file is fetched in ranged pieces on --connections connections into
+    NAME.part, with its progress in NAME.part.json beside it (a re-run, or
+    a fresh link to the same file, continues from there), and gets its
+    final NAME only after its SHA-256 matched the link's ETag. Prints one
+    line per file on stdout when done:
+      OK <sha256> <size> <path>
+      FAILED <reason> <url>
+    and exits 0 only if every file is OK.
+
+    \b
+    With --ticket ID --gateway URL (and GATEWAY_STAFF_TOKEN), fetches every
+    stored file of the ticket, listed by GET /api/tickets/ID/files.
+    """
+    from gateway.client.download import run_download
+
+    if ticket is None and not urls:
+        raise click.UsageError("give one or more download links, or --ticket ID --gateway URL")
+    if ticket is not None and urls:
+        raise click.UsageError("give either download links or --ticket, not both")
+    if ticket is not None and not gateway_url:
+        raise click.UsageError("--ticket needs --gateway URL")
+    if ticket is not None and not token:
+        raise click.UsageError("--ticket needs the staff token in GATEWAY_STAFF_TOKEN")
+    sys.exit(
+        run_download(
+            list(urls), directory=directory, connections=connections, retries=retries,
+            quiet=quiet, ticket=ticket, gateway=gateway_url, token=token,
         )
     )  # fmt: skip
 

@@ -53,6 +53,7 @@ class Code(Enum):
     STORAGE_UNAVAILABLE = _Spec(503, "Storage is unavailable; retry later.")
     TICKETS_UNAVAILABLE = _Spec(503, "The ticket system is unavailable.")
     TICKETS_REFUSED = _Spec(502, "The ticket system refused the request.")
+    SIGNIN_UNAVAILABLE = _Spec(503, "Sign-in is unavailable; retry later.")
     INTERNAL = _Spec(500, "Internal error.")
 
     @property

@@ -52,6 +52,25 @@ def clean_filename(raw: str, fallback: str = "upload.bin") -> str:
     return name or fallback
 
 
+def unique_names(names: list[str], fallback: str = "download.bin") -> list[str]:
+    """The names, cleaned, with later duplicates told apart as ``stem (2).ext``.
+
+    For many files in one place (a ZIP of a ticket, a download directory).
+    """
+    seen: set[str] = set()
+    result = []
+    for raw in names:
+        name = clean_filename(raw, fallback=fallback)
+        candidate, number = name, 1
+        while candidate in seen:
+            number += 1
+            stem, dot, ext = name.rpartition(".")
+            candidate = f"{stem} ({number}).{ext}" if dot and stem else f"{name} ({number})"
+        seen.add(candidate)
+        result.append(candidate)
+    return result
+
+
 def ascii_fallback(name: str) -> str:
     """An ASCII-only rendering for the plain ``filename=`` parameter."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

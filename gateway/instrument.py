@@ -96,6 +96,14 @@ class InstrumentedStore:
         with self._measure("housekeep"):
             return await self.inner.housekeep()
 
+    async def presign_get(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        with self._measure("presign"):
+            return await self.inner.presign_get(
+                key, expires_in=expires_in, disposition=disposition, content_type=content_type
+            )
+
     async def ping(self) -> None:
         await self.inner.ping()
 

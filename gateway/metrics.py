@@ -187,6 +187,12 @@ class Metrics:
             "Bytes sent to downloaders.",
             registry=r,
         )
+        self.download_redirects = Counter(
+            "gateway_download_redirects_total",
+            "Download requests answered with a redirect to presigned storage "
+            "(GATEWAY_DOWNLOAD_REDIRECT): their bytes do not pass through the gateway.",
+            registry=r,
+        )
         self.links_minted = Counter(
             "gateway_links_minted_total",
             "Upload links minted, by source (cli, api, webhook).",

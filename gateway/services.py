@@ -13,6 +13,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.instrument import InstrumentedStore, InstrumentedTickets
 from gateway.links import Links
 from gateway.metrics import Metrics
+from gateway.oidc import Provider
 from gateway.scan import Scanner, open_scanner
 from gateway.settings import Settings
 from gateway.store import open_store
@@ -45,6 +46,7 @@ class Services:
     scanner: Scanner | None = None
     local_tickets: LocalTickets | None = None
     http_client: httpx.AsyncClient | None = None
+    oidc: Provider | None = None  # engineer sign-in before downloads (GATEWAY_DOWNLOAD_AUTH)
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -133,6 +135,8 @@ class Services:
         await self.store.close()
         if self.http_client is not None:
             await self.http_client.aclose()
+        if self.oidc is not None:
+            await self.oidc.client.aclose()
 
 
 def _ticket_http() -> httpx.AsyncClient:
@@ -275,5 +279,12 @@ def build_services(
         local_tickets=local,
         http_client=client,
     )
+    if settings.oidc is not None:
+        services.oidc = Provider(
+            settings.oidc,
+            f"{settings.public_url}/auth/callback",
+            httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)),
+            clock=links.clock,
+        )
     holder["s"] = services
     return services

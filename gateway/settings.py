@@ -7,6 +7,7 @@ names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -102,6 +103,21 @@ class ServiceNowSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """OpenID Connect sign-in of engineers before downloads (``GATEWAY_DOWNLOAD_AUTH=oidc``)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    allowed_domains: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+    groups_claim: str = "groups"
+    scopes: str = "openid email profile"
+    session_idle: int = 3600
+    session_max: int = 12 * 3600
+
+
+@dataclass(frozen=True)
 class Settings:
     public_url: str = "http://127.0.0.1:8000"
     public_url_explicit: bool = False  # False: `serve` derives it from --host/--port
@@ -141,6 +157,9 @@ class Settings:
     log_level: str = "info"
     embedded: bool = True
     malloc_arena_max_set: bool = False  # MALLOC_ARENA_MAX given: leave glibc's arenas alone
+    download_redirect: bool = False  # answer download links with presigned storage URLs
+    download_auth: str = "none"  # none | oidc (a download link also needs a signed-in engineer)
+    oidc: OidcSettings | None = None
 
     @property
     def secret_required(self) -> bool:
@@ -284,6 +303,54 @@ def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
     return settings
 
 
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _oidc(env: Mapping[str, str]) -> OidcSettings:
+    """The OpenID Connect settings that GATEWAY_DOWNLOAD_AUTH=oidc requires."""
+    for name in ("GATEWAY_OIDC_ISSUER", "GATEWAY_OIDC_CLIENT_ID", "GATEWAY_OIDC_CLIENT_SECRET"):
+        if not _get(env, name):
+            raise ConfigError(f"{name}: required when GATEWAY_DOWNLOAD_AUTH=oidc")
+    domains = tuple(
+        d.lower().lstrip("@") for d in _list(_get(env, "GATEWAY_OIDC_ALLOWED_DOMAINS") or "")
+    )
+    groups = _list(_get(env, "GATEWAY_OIDC_ALLOWED_GROUPS") or "")
+    if not domains and not groups:
+        raise ConfigError(
+            "GATEWAY_OIDC_ALLOWED_DOMAINS: set it or GATEWAY_OIDC_ALLOWED_GROUPS when "
+            "GATEWAY_DOWNLOAD_AUTH=oidc (who of the identity provider's users may download)"
+        )
+    idle = _parse(env, "GATEWAY_OIDC_SESSION_IDLE", parse_duration, 3600)
+    longest = _parse(env, "GATEWAY_OIDC_SESSION_MAX", parse_duration, 12 * 3600)
+    if idle <= 0 or longest < idle:
+        raise ConfigError(
+            "GATEWAY_OIDC_SESSION_MAX: must be at least GATEWAY_OIDC_SESSION_IDLE (both positive)"
+        )
+    return OidcSettings(
+        issuer=_parse(env, "GATEWAY_OIDC_ISSUER", _url, ""),
+        client_id=_get(env, "GATEWAY_OIDC_CLIENT_ID") or "",
+        client_secret=_get(env, "GATEWAY_OIDC_CLIENT_SECRET") or "",
+        allowed_domains=domains,
+        allowed_groups=groups,
+        groups_claim=_get(env, "GATEWAY_OIDC_GROUPS_CLAIM") or "groups",
+        scopes=_get(env, "GATEWAY_OIDC_SCOPES") or "openid email profile",
+        session_idle=idle,
+        session_max=longest,
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -381,9 +448,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     }
     if tickets in limit and attachment_max > limit[tickets]:
         attachment_max_requested, attachment_max = attachment_max, limit[tickets]
+    download_redirect = _parse(env, "GATEWAY_DOWNLOAD_REDIRECT", _bool, False)
+    if download_redirect and storage != "s3":
+        raise ConfigError(
+            "GATEWAY_DOWNLOAD_REDIRECT: needs GATEWAY_STORAGE=s3 (the file store has no "
+            "presigned URLs; leave it false to serve downloads through the gateway)"
+        )
+
+    download_auth = _parse(env, "GATEWAY_DOWNLOAD_AUTH", _choice("none", "oidc"), "none")
+    oidc = _oidc(env) if download_auth == "oidc" else None
+    public_url = _parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000")
+    if (
+        oidc is not None
+        and not public_url.startswith("https://")
+        and not is_loopback_url(public_url)
+    ):
+        raise ConfigError(
+            "GATEWAY_PUBLIC_URL: must be https with GATEWAY_DOWNLOAD_AUTH=oidc (the session "
+            "cookie is Secure outside loopback)"
+        )
 
     settings = Settings(
-        public_url=_parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000"),
+        public_url=public_url,
         public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
         secret=b"",
         data_dir=data_dir,
@@ -424,6 +510,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         embedded=embedded,
         malloc_arena_max_set="MALLOC_ARENA_MAX" in env,
+        download_redirect=download_redirect,
+        download_auth=download_auth,
+        oidc=oidc,
     )
     if settings.clamd and not (
         settings.clamd.startswith("tcp://") or settings.clamd.startswith("/")

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.support.gateway",
     "tests.support.clamd",
     "tests.support.compat",
+    "tests.support.oidc",
 ]

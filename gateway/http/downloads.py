@@ -5,6 +5,13 @@ presign limit. Bytes stream from the store; one ``Range`` is honoured
 (206/416), ``If-Range`` guards it with the strong ETag (the SHA-256).
 The file name after the token is optional, but when present it must be the
 file's own: a link with an edited name is 404.
+
+With ``GATEWAY_DOWNLOAD_REDIRECT=true`` (S3 storage only) a ``GET`` is
+checked and audited the same way and then answered with a 302 to a
+presigned S3 URL that lives :data:`REDIRECT_TTL` seconds and makes S3 send
+the same ``Content-Disposition`` and ``Content-Type``: the bytes go from
+storage to the engineer, not through the gateway. ``HEAD`` is still answered
+here, with the ETag (the SHA-256) that verifying clients need.
 """
 
 from __future__ import annotations
@@ -12,15 +19,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
 from gateway.filenames import content_disposition
-from gateway.http import headers
+from gateway.http import headers, signin
 from gateway.http.context import services_of
 from gateway.uploads import records
 from gateway.uploads.records import FileRecord
+
+REDIRECT_TTL = 300  # seconds a presigned URL lives: long enough to start, too short to share
 
 
 async def _file(request: Request) -> FileRecord:
@@ -36,14 +45,37 @@ async def _file(request: Request) -> FileRecord:
     if name and name != file.filename:
         # The name is decoration, but an edited link must not look like a working one.
         raise GatewayError(Code.NOT_FOUND, "No such file under this link.")
-    if file.status == "quarantined" or (file.scan or "").startswith("infected"):
-        raise GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
-    if file.retain_until is not None and file.retain_until <= services.links.clock():
-        raise GatewayError(Code.GONE, "This file has passed its retention period.")
+    refused = refusal(file, services.links.clock())
+    if refused is not None:
+        raise refused
     return file
 
 
+def refusal(file: FileRecord, now: float) -> GatewayError | None:
+    """Why ``file`` may not be downloaded now (None: it may): quarantine, retention."""
+    if file.status == "quarantined" or (file.scan or "").startswith("infected"):
+        return GatewayError(Code.FORBIDDEN, "This file is quarantined and cannot be downloaded.")
+    if file.retain_until is not None and file.retain_until <= now:
+        return GatewayError(Code.GONE, "This file has passed its retention period.")
+    return None
+
+
 async def download(request: Request) -> Response:
+    """The link alone, or with ``GATEWAY_DOWNLOAD_AUTH=oidc`` the link and a signed-in
+    engineer (the link is checked first: a bad link is refused before any sign-in)."""
+    services = services_of(request)
+    if services.settings.download_auth != "oidc":
+        return await _serve(request, None)
+    services.links.check_download(request.path_params["token"])
+    engineer = signin.current(request)
+    if engineer is None:
+        return signin.challenge(request)
+    response = await _serve(request, engineer.who)
+    signin.renew(response, request, engineer)
+    return response
+
+
+async def _serve(request: Request, who: str | None) -> Response:
     services = services_of(request)
     file = await _file(request)
     etag = f'"{file.sha256}"'
@@ -73,10 +105,13 @@ async def download(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=base)
     services.metrics.downloads.inc()
+    if services.settings.download_redirect:
+        return await _redirect(request, file, status, end - start, who)
     services.event(
         "downloaded",
         {"file_id": file.file_id, "ticket": file.ticket, "bytes": end - start,
-         "from": request.client.host if request.client else None},
+         "from": request.client.host if request.client else None,
+         **({"by": who} if who else {})},
     )  # fmt: skip
 
     async def body() -> AsyncIterator[bytes]:
@@ -87,6 +122,30 @@ async def download(request: Request) -> Response:
                 yield chunk
 
     return StreamingResponse(body(), status_code=status, headers=base)
+
+
+async def _redirect(
+    request: Request, file: FileRecord, status: int, length: int, who: str | None
+) -> Response:
+    """302 to a short-lived presigned storage URL; the Range header goes along with it."""
+    services = services_of(request)
+    url = await services.store.presign_get(
+        records.data_key(file.file_id),
+        expires_in=REDIRECT_TTL,
+        disposition=content_disposition(file.filename),
+        content_type=file.content_type,
+    )
+    if url is None:  # settings refuse redirect mode without S3; a store that cannot presign
+        raise GatewayError(Code.INTERNAL, "This storage cannot hand out download URLs.")
+    services.metrics.download_redirects.inc()
+    services.event(
+        "downloaded",
+        {"file_id": file.file_id, "ticket": file.ticket, "bytes": length,
+         "ranged": status == 206, "redirect": True,
+         "from": request.client.host if request.client else None,
+         **({"by": who} if who else {})},
+    )  # fmt: skip
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
 
 
 routes = [

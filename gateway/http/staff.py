@@ -213,8 +213,9 @@ def _ticket_html(ticket_id: str, comments: list[dict[str, Any]]) -> str:
         "padding:.5rem 1rem}article.internal{background:#fffbea}pre{white-space:pre-wrap;"
         "word-break:break-all}header{color:#556;font-size:.9em}</style>"
         f"<h1>Ticket {esc(ticket_id)}</h1>"
-        + ("".join(items) or "<p>No comments yet.</p>")
-        + "</html>"
+        f'<p>Stored files: <a href="/api/tickets/{esc(ticket_id)}/files">list with download '
+        f'links (JSON)</a> · <a href="/api/tickets/{esc(ticket_id)}/files.zip">all as one ZIP</a>'
+        "</p>" + ("".join(items) or "<p>No comments yet.</p>") + "</html>"
     )
 
 

@@ -109,6 +109,16 @@ class ObjectStore(Protocol):
         """
         ...
 
+    async def presign_get(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A URL that lets anyone GET ``key`` for ``expires_in`` seconds, answering with
+        that ``Content-Disposition`` and ``Content-Type``; None if the store cannot.
+
+        Only S3 can: downloads then go from storage to the engineer directly.
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise StorageError if the store is unreachable."""
         ...

@@ -613,6 +613,11 @@ class FileStore:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    async def presign_get(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        return None  # a directory has no URLs: the gateway serves the bytes itself
+
     async def ping(self) -> None:
         ok = await asyncio.to_thread(os.access, self._objects, os.W_OK | os.X_OK)
         if not ok:

@@ -78,6 +78,8 @@ def build_client(max_concurrency: int = 16, **client_kwargs: Any) -> S3Client:
         retries={"mode": "standard", "max_attempts": 5},
         s3={"payload_signing_enabled": False, "addressing_style": "path"},
         tcp_keepalive=True,
+        # SigV4 for presigned download URLs too (botocore presigns with SigV2 otherwise).
+        signature_version="s3v4",
     )
     session = boto3.session.Session()
     client: S3Client = session.client("s3", config=config, **client_kwargs)
@@ -570,6 +572,24 @@ class S3Store:
 
     async def housekeep(self) -> int:
         return 0  # nothing of the store's own: stale multipart uploads are listed and aborted
+
+    async def presign_get(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A SigV4 presigned GetObject URL (computed locally: no request to S3)."""
+        params = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "ResponseContentDisposition": disposition,
+            "ResponseContentType": content_type,
+        }
+        url: str = await self._call(
+            self._client.generate_presigned_url,
+            ClientMethod="get_object",
+            Params=params,
+            ExpiresIn=expires_in,
+        )
+        return url
 
     async def ping(self) -> None:
         await self._call(self._client.head_bucket, Bucket=self.bucket)
