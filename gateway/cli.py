@@ -53,6 +53,24 @@ class _Size(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
+class _Streams(click.ParamType):  # type: ignore[type-arg]
+    """A positive number of streams, or ``auto`` (None)."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | None:
+        if value is None or isinstance(value, int) and value >= 1:
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"expected a number of at least 1 or 'auto', got {value!r}", param, ctx)
+
+
 class _Duration(click.ParamType):  # type: ignore[type-arg]
     name = "DURATION"
 
@@ -157,39 +175,41 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
 )
 @click.option(
     "--streams",
-    default=4,
+    default="auto",
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Parts of one file uploaded at the same time (tus concatenation). A file is cut "
-    "into up to N ranges of whole chunks, every range but the last at least one chunk and "
-    "5 MiB, so smaller files get fewer. A file too small for two ranges or over the link's "
-    "cap, or every file when the server lacks concatenation, goes as one upload in order. "
-    "The server joins the "
-    "parts at the end (one more pass over the file), so 1 is quicker close to it. "
-    "Requests at once: up to --parallel x --streams.",
+    type=_Streams(),
+    help="Parts of one file uploaded at the same time (tus concatenation), each in ranges "
+    "of at least 16 MiB, so smaller files get fewer; the server joins them at the end. "
+    "'auto': 4 to a gateway whose round trip is 10 ms or more (where one connection is "
+    "held back by latency), 1 to one close by (where joining costs more than it gives). "
+    "A file too small for two ranges or over the link's cap, or every file when the "
+    "server lacks concatenation, goes as one upload. Requests at once: up to "
+    "--parallel x --streams.",
 )
 @click.option(
     "--chunk-size",
     type=_Size(),
-    default="16MiB",
-    show_default=True,
-    help="Bytes per request. Memory: one chunk per stream, or two (sending, read ahead) "
-    "for a file sent as one upload.",
+    default=None,
+    help="Bytes per request, each sent with its SHA-256 for the server to check (tus "
+    "checksum); one chunk per stream is held in memory. By default each stream sends its "
+    "bytes in one request read from disk as it goes: no wait between requests, little "
+    "memory, and the whole file's SHA-256 is still checked against the receipt.",
 )
 @click.option(
     "--retries",
     default=10,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Retries of a chunk (backoff with jitter, honouring Retry-After).",
+    help="Retries of a request that failed without getting a byte through (backoff with "
+    "jitter, honouring Retry-After).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def upload(
     url: str,
     files: tuple[str, ...],
     parallel: int,
-    streams: int,
-    chunk_size: int,
+    streams: int | None,
+    chunk_size: int | None,
     retries: int,
     quiet: bool,
 ) -> None:
@@ -206,7 +226,7 @@ def upload(
 
     sys.exit(
         run_upload(
-            url, list(files), parallel=parallel, streams=streams, chunk_size=chunk_size,
+            url, list(files), parallel=parallel, streams=streams, chunk_size=chunk_size or 0,
             retries=retries, quiet=quiet,
         )
     )  # fmt: skip

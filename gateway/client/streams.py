@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 MIN_RANGE = 5 * 1024 * 1024
+#: ``--streams auto``: this many streams to a gateway that answers in AUTO_RTT or more.
+AUTO_STREAMS = 4
+#: Round trips shorter than this mean a gateway close by (the same host or network),
+#: where one stream already fills the path and joining partials would cost more than
+#: it gives; longer ones mean a path where each connection is held back by its window.
+AUTO_RTT = 0.010
 
 
 @dataclass(frozen=True)
@@ -70,26 +76,40 @@ def split(size: int, streams: int, chunk_size: int) -> list[Span]:
 
 @dataclass(frozen=True)
 class Offer:
-    """What a server's ``OPTIONS`` answer says: concatenation or not, the size cap."""
+    """What a server's ``OPTIONS`` answer says: concatenation or not, the size cap; and
+    ``rtt``, the shortest round trip seen to it (seconds), when measured."""
 
     concatenation: bool
     max_size: int | None = None
+    rtt: float | None = None
 
     @classmethod
-    def parse(cls, tus_extension: str | None, tus_max_size: str | None) -> Offer:
+    def parse(
+        cls, tus_extension: str | None, tus_max_size: str | None, rtt: float | None = None
+    ) -> Offer:
         names = {name.strip().lower() for name in (tus_extension or "").split(",")}
         cap = (tus_max_size or "").strip()
-        return cls("concatenation" in names, int(cap) if cap.isdigit() else None)
+        return cls("concatenation" in names, int(cap) if cap.isdigit() else None, rtt)
+
+    @property
+    def far(self) -> bool:
+        """Whether parallel streams pay off: a round trip of AUTO_RTT or more (or unknown)."""
+        return self.rtt is None or self.rtt >= AUTO_RTT
 
 
-def choose(size: int, *, streams: int, chunk_size: int, offer: Callable[[], Offer]) -> list[Span]:
+def choose(
+    size: int, *, streams: int | None, chunk_size: int, offer: Callable[[], Offer]
+) -> list[Span]:
     """The ranges a file goes up in: :func:`split`'s, or the whole file as one upload
     when the server (asked through ``offer`` only if it matters) lacks concatenation or
-    the file is over its cap."""
-    spans = split(size, streams, chunk_size)
+    the file is over its cap. ``streams=None`` is ``auto``: :data:`AUTO_STREAMS` to a
+    server that is far (see :attr:`Offer.far`), one stream to one close by."""
+    spans = split(size, streams or AUTO_STREAMS, chunk_size)
     if len(spans) > 1:
         server = offer()
         if not server.concatenation or (server.max_size is not None and size > server.max_size):
+            return [Span(0, size)]
+        if streams is None and not server.far:
             return [Span(0, size)]
     return spans
 

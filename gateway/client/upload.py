@@ -1,15 +1,16 @@
 """``gateway upload URL FILE...``: a resumable tus client for scripts and terminals.
 
-A file goes up in PATCH requests of ``chunk_size`` bytes, each with
-``Upload-Checksum: sha256``. A large file is cut into up to ``streams``
-contiguous ranges (see :mod:`gateway.client.streams`) sent at the same time
-as tus partial uploads, which a final upload (tus concatenation) then joins;
-a small file (or any file when the server does not offer concatenation,
-or one over the link's cap) goes up as one upload in order, the next chunk
-read from disk and hashed while one is sent. ``parallel`` files go up at once. Failures (network
-errors, 5xx, 409, 423, 429, 460) are retried with exponential backoff and
-jitter, honouring ``Retry-After``; after each failure the client asks the
-server (HEAD) where that upload stands.
+A file goes up as one upload or, to a gateway far enough away that one
+connection cannot fill the path (``--streams auto``, see
+:mod:`gateway.client.streams`), as up to ``streams`` contiguous ranges sent at
+the same time as tus partial uploads, which a final upload (tus
+concatenation) then joins. Each stream sends its range as one PATCH read from
+disk as it goes, like ``curl -T`` (or, with ``chunk_size``, in requests of
+that size each with ``Upload-Checksum: sha256``). ``parallel`` files go up at
+once. Failures (network errors, 5xx, 409, 423, 429, 460) are retried with
+exponential backoff and jitter, honouring ``Retry-After``; after each failure
+the client asks the server (HEAD) where that upload stands and goes on from
+there.
 
 Re-running the same command resumes: the tus URLs of every unfinished file
 (its upload, or its partials and final) are kept in a state file under the
@@ -30,12 +31,14 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
 import mimetypes
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,11 +57,17 @@ from rich.progress import (
 
 from gateway.client import retry, streams
 from gateway.client.state import StateFile, fingerprint, state_dir
-from gateway.client.streams import Offer, Part, Span
+from gateway.client.streams import AUTO_STREAMS, Offer, Part, Span
 
 TUS = {"Tus-Resumable": "1.0.0"}
 SLICE = 256 * 1024
+# A streamed request reads and sends the file in slices of this size.
+STREAM_SLICE = 1024 * 1024
+# Slices read but not yet hashed, at most (the hash runs on its own thread).
+HASH_DEPTH = 8
 HASH_BLOCK = 4 * 1024 * 1024
+# Whole-file requests start partial uploads on multiples of this (their S3 parts stay whole).
+ALIGN = 16 * 1024 * 1024
 POLL_INTERVAL = 1.0
 MAX_POLL_INTERVAL = 10.0
 TIMEOUT = httpx.Timeout(connect=15.0, read=300.0, write=120.0, pool=60.0)
@@ -116,25 +125,55 @@ class _FileHash:
         self.done = 0
         self.lock = threading.Lock()
 
-    def cover(self, chunk: _Chunk) -> None:
+    def cover(self, offset: int, data: bytes) -> None:
+        """Feed the bytes at ``offset``: what was fed already is skipped, a gap read from disk."""
         with self.lock:
-            if chunk.offset > self.done:
+            if offset > self.done:
                 with open(self.path, "rb") as fh:
                     fh.seek(self.done)
-                    while self.done < chunk.offset:
-                        block = fh.read(min(8 << 20, chunk.offset - self.done))
+                    while self.done < offset:
+                        block = fh.read(min(8 << 20, offset - self.done))
                         if not block:
                             raise Failed("file-changed", "the file shrank while uploading")
                         self.state.update(block)
                         self.done += len(block)
-            end = chunk.offset + len(chunk.data)
-            if chunk.offset <= self.done < end:
-                self.state.update(memoryview(chunk.data)[self.done - chunk.offset :])
+            end = offset + len(data)
+            if offset <= self.done < end:
+                self.state.update(memoryview(data)[self.done - offset :])
                 self.done = end
 
     def finish(self, size: int) -> str:
-        self.cover(_Chunk(size, b""))
+        self.cover(size, b"")
         return self.state.hexdigest()
+
+
+class _Hasher:
+    """Feeds a :class:`_FileHash` on one worker thread, in order, while the caller sends.
+
+    hashlib lets go of the GIL on large buffers, so hashing and sending overlap; at
+    most :data:`HASH_DEPTH` slices wait, which bounds the memory it holds.
+    """
+
+    def __init__(self, whole: _FileHash | None) -> None:
+        self.whole = whole
+        self.pool = None if whole is None else concurrent.futures.ThreadPoolExecutor(1, "hash")
+        self.pending: deque[concurrent.futures.Future[None]] = deque()
+
+    def __enter__(self) -> _Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            while self.pending:
+                self.pending.popleft().result()
+
+    def feed(self, offset: int, data: bytes) -> None:
+        if self.pool is None or self.whole is None:
+            return
+        self.pending.append(self.pool.submit(self.whole.cover, offset, data))
+        while len(self.pending) > HASH_DEPTH:
+            self.pending.popleft().result()
 
 
 def _sha256_of(path: Path, size: int, stop: threading.Event) -> str:
@@ -259,7 +298,7 @@ class _Uploader:
         *,
         chunk_size: int,
         retries: int,
-        streams: int = 1,
+        streams: int | None = 1,
     ) -> None:
         self.client = client
         self.link = link
@@ -301,14 +340,17 @@ class _Uploader:
         raise Failed(last or "network")
 
     def _server_offer(self) -> Offer:
-        """What the server's ``OPTIONS`` says (asked once per run)."""
+        """What the server's ``OPTIONS`` says (asked once per run), with the round trip:
+        the shorter of two answers, the second on the connection the first opened."""
         with self._asked:
             if self._offer is None:
                 response = self._request("OPTIONS", self.endpoint, headers=TUS)
                 if response.status_code in (200, 204):
+                    again = self._request("OPTIONS", self.endpoint, headers=TUS)
+                    rtt = min(response.elapsed.total_seconds(), again.elapsed.total_seconds())
                     headers = response.headers
                     self._offer = Offer.parse(
-                        headers.get("tus-extension"), headers.get("tus-max-size")
+                        headers.get("tus-extension"), headers.get("tus-max-size"), rtt
                     )
                 else:
                     self._offer = Offer(concatenation=False)
@@ -337,7 +379,7 @@ class _Uploader:
         elif (single := self._resume_single(job, entry)) is not None:
             return self._single(job, *single)
         spans = streams.choose(
-            job.size, streams=self.streams, chunk_size=self.chunk_size,
+            job.size, streams=self.streams, chunk_size=self.chunk_size or ALIGN,
             offer=self._server_offer,
         )  # fmt: skip
         if len(spans) > 1:
@@ -534,22 +576,39 @@ class _Uploader:
     ) -> str | None:
         """PATCH the stream's bytes from file position ``offset`` to the end of its span.
 
+        By default the rest of the span goes as one request streamed from disk, so the
+        connection never waits between requests; with ``chunk_size`` each request
+        carries one chunk and its SHA-256 (``Upload-Checksum``). After a failure the
+        server says where the upload stands (HEAD) and sending goes on from there.
+
         Returns the file id the server names when the upload completes the file (None
-        for a partial). A lone stream reads ahead; several keep each other busy.
+        for a partial).
         """
         failures = 0
         last_reason = ""
         span = stream.span
-        with _Reader(path, span.end, self.chunk_size, ahead=stream.ahead) as reader:
+        reader = (
+            _Reader(path, span.end, self.chunk_size, ahead=stream.ahead)
+            if self.chunk_size
+            else None
+        )
+        with reader if reader is not None else contextlib.nullcontext():
             while True:
                 if stream.stop.is_set():
                     raise Failed("stopped")
-                response = self._attempt(reader, stream, offset, whole)
+                end = span.end if reader is None else min(offset + self.chunk_size, span.end)
+                try:
+                    if reader is None:
+                        response = self._patch_stream(path, stream, offset, end, whole)
+                    else:
+                        response = self._patch_chunk(stream, reader.get(offset), whole)
+                except httpx.TransportError:
+                    response = None
                 if response is None:
                     last_reason = "network"
                 elif response.status_code == 204:
-                    sent = min(offset + self.chunk_size, span.end) - span.start
-                    offset = span.start + int(response.headers.get("upload-offset", sent))
+                    reached = int(response.headers.get("upload-offset", end - span.start))
+                    offset = span.start + reached
                     failures = 0
                     stream.meter.at(stream.index, offset - span.start)
                     if offset >= span.end:
@@ -564,40 +623,68 @@ class _Uploader:
                 if failures > self.retries:
                     raise Failed(last_reason or "network")
                 self._wait(failures - 1, response)
+                before = offset
                 offset, done = self._where(stream)
                 stream.meter.at(stream.index, offset - span.start)
                 if offset >= span.end:
                     return done
+                if offset > before:
+                    failures = 0  # the cut request got bytes through: not a failing link
 
-    def _attempt(
-        self, reader: _Reader, stream: _Stream, offset: int, whole: _FileHash | None
-    ) -> httpx.Response | None:
-        """Read, hash and PATCH one chunk from ``offset``; None after a network error.
-        (The chunk is let go on return, before the next one is read.)"""
-        chunk = reader.get(offset)
-        if whole is not None:
-            whole.cover(chunk)
-        try:
-            return self._patch(stream, chunk)
-        except httpx.TransportError:
-            return None
-
-    def _patch(self, stream: _Stream, chunk: _Chunk) -> httpx.Response:
-        at = chunk.offset - stream.span.start
-        headers = {
+    def _headers(self, stream: _Stream, offset: int, length: int) -> dict[str, str]:
+        return {
             **TUS,
             "Content-Type": "application/offset+octet-stream",
-            "Upload-Offset": str(at),
-            "Upload-Checksum": f"sha256 {chunk.checksum}",
-            "Content-Length": str(len(chunk.data)),
+            "Upload-Offset": str(offset - stream.span.start),
+            "Content-Length": str(length),
         }
+
+    def _patch_stream(
+        self, path: Path, stream: _Stream, offset: int, end: int, whole: _FileHash | None
+    ) -> httpx.Response:
+        """One PATCH of the file's bytes ``offset`` to ``end``, read from disk as sent; the
+        whole-file hash is fed on a worker thread meanwhile."""
+        start = stream.span.start
+
+        def body() -> Generator[bytes, None, None]:
+            with open(path, "rb") as fh, _Hasher(whole) as hasher:
+                fh.seek(offset)
+                position = offset
+                while position < end:
+                    if stream.stop.is_set():
+                        raise Failed("stopped")
+                    data = fh.read(min(STREAM_SLICE, end - position))
+                    if not data:
+                        raise Failed("file-changed", "the file shrank while uploading")
+                    hasher.feed(position, data)
+                    yield data
+                    position += len(data)
+                    stream.meter.at(stream.index, position - start)
+
+        content = body()
+        try:
+            return self.client.patch(
+                stream.url, content=content, headers=self._headers(stream, offset, end - offset)
+            )
+        finally:
+            content.close()
+
+    def _patch_chunk(
+        self, stream: _Stream, chunk: _Chunk, whole: _FileHash | None
+    ) -> httpx.Response:
+        """One PATCH of one chunk held in memory, with its SHA-256 for the server to check."""
+        if whole is not None:
+            whole.cover(chunk.offset, chunk.data)
+        at = chunk.offset - stream.span.start
+        headers = self._headers(stream, chunk.offset, len(chunk.data))
+        headers["Upload-Checksum"] = f"sha256 {chunk.checksum}"
 
         def body() -> Iterator[bytes]:
             view = memoryview(chunk.data)
-            for start in range(0, len(view), SLICE):
-                piece = view[start : start + SLICE]
+            for begin in range(0, len(view), SLICE):
+                piece = view[begin : begin + SLICE]
                 yield bytes(piece)
-                stream.meter.at(stream.index, at + start + len(piece))
+                stream.meter.at(stream.index, at + begin + len(piece))
 
         return self.client.patch(stream.url, content=body(), headers=headers)
 
@@ -668,7 +755,7 @@ def run_upload(
     chunk_size: int,
     retries: int,
     quiet: bool,
-    streams: int = 1,
+    streams: int | None = 1,
 ) -> int:
     """Upload ``files`` to the link ``url``; print one final line per file; 0 if all OK."""
     err = Console(stderr=True)
@@ -677,14 +764,14 @@ def run_upload(
     except Failed as exc:
         err.print(f"gateway upload: {exc}")
         return 2
-    if chunk_size < 1 or parallel < 1 or streams < 1 or retries < 0:
-        err.print("gateway upload: --chunk-size, --parallel and --streams must be positive")
+    if chunk_size < 0 or parallel < 1 or (streams is not None and streams < 1) or retries < 0:
+        err.print("gateway upload: --parallel and --streams must be positive")
         return 2
     states = StateFile(state_dir())
     progress = None if quiet else _progress(err)
     results: dict[str, Result] = {}
     # Every stream of every file at once has its own connection, plus a few spare.
-    limits = httpx.Limits(max_connections=parallel * streams + 4)
+    limits = httpx.Limits(max_connections=parallel * (streams or AUTO_STREAMS) + 4)
     with httpx.Client(timeout=TIMEOUT, limits=limits, follow_redirects=False) as client:
         uploader = _Uploader(
             client, link, states, progress, chunk_size=chunk_size, retries=retries,

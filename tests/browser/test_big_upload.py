@@ -22,8 +22,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_partials import saved
-from tests.browser.test_upload import open_page, row, tus_bytes_received, tus_offset
-from tests.support.gateway import GatewayProcess, ticket_comments
+from tests.browser.test_upload import open_page, row, tus_offset
+from tests.support.gateway import GatewayProcess, ticket_comments, tus_bytes_received
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

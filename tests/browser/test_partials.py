@@ -16,7 +16,6 @@ import base64
 import hashlib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,10 @@ from tests.browser.test_upload import (
     open_page,
     row,
     throttle,
-    tus_bytes_received,
     unthrottle,
     wait_sent,
 )
-from tests.support.gateway import (
-    GatewayProcess,
-    free_port,
-    gateway_env,
-    run_sweep,
-    start_gateway,
-)
+from tests.support.gateway import GatewayProcess, run_sweep, tus_bytes_received
 
 pytestmark = pytest.mark.browser
 
@@ -233,20 +225,6 @@ def test_cancel_terminates_every_partial_and_sweep_leaves_nothing(
         if p.is_file() and p.relative_to(store).parts[0] in ("objects", "multipart", "parts")
     ]
     assert left == [], left
-
-
-@pytest.fixture
-def proxied_gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, ProxyThread]]:
-    """A gateway reached only through the network proxy (25 ms each way, 40 Mbit/s)."""
-    port, listen = free_port(), free_port()
-    workdir = tmp_path / "gw"
-    env = gateway_env(workdir, GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{listen}")
-    with ProxyThread(port, listen=listen, delay_ms=25, rate_mbit=40, record=False) as proxy:
-        proc = start_gateway(workdir, env, port=port)
-        try:
-            yield proc, proxy
-        finally:
-            proc.kill()
 
 
 def test_a_stalled_connection_is_retried_and_the_file_completes(

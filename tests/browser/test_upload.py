@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.support.gateway import GatewayProcess, ticket_comments
+from tests.support.gateway import GatewayProcess, ticket_comments, tus_bytes_received
 
 pytestmark = pytest.mark.browser
 
@@ -133,14 +133,6 @@ def test_several_files_reach_the_ticket_with_matching_sha256(
     screenshot(page, "03-done")
     assert_one_comment_line_per_file(gateway_s3, "5150", [small, medium, large])
     assert page.evaluate("localStorage.length") == 0  # finished uploads are forgotten
-
-
-def tus_bytes_received(proc: GatewayProcess) -> float:
-    text = httpx.get(f"{proc.url}/metrics").text
-    for line in text.splitlines():
-        if line.startswith('gateway_bytes_received_total{protocol="tus"}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def unthrottle(cdp: Any) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.client.streams import (
+    AUTO_STREAMS,
     MIN_RANGE,
     Offer,
     Part,
@@ -110,6 +112,19 @@ def test_choose_falls_back_to_one_upload_without_concatenation_or_over_the_cap()
     assert choose(MiB, streams=4, chunk_size=chunk, offer=server(WITH_CONCAT)) == [Span(0, MiB)]
     assert choose(size, streams=1, chunk_size=chunk, offer=server(WITH_CONCAT)) == whole
     assert len(asked) == 4
+
+
+@pytest.mark.parametrize(
+    ("rtt", "far"), [(None, True), (0.0002, False), (0.0099, False), (0.010, True), (0.05, True)]
+)
+def test_auto_streams_go_parallel_only_to_a_far_gateway(rtt: float | None, far: bool) -> None:
+    size, chunk = 200 * MiB, 16 * MiB
+    offer = Offer.parse(WITH_CONCAT, None, rtt)
+    assert offer.far is far
+    spans = choose(size, streams=None, chunk_size=chunk, offer=lambda: offer)
+    assert spans == (split(size, AUTO_STREAMS, chunk) if far else [Span(0, size)])
+    # An explicit number of streams is taken whatever the distance.
+    assert len(choose(size, streams=3, chunk_size=chunk, offer=lambda: offer)) == 3
 
 
 def test_final_header_lists_the_partials_in_file_order() -> None:

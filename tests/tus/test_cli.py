@@ -20,7 +20,7 @@ import httpx
 from gateway.client.state import StateFile, fingerprint
 from gateway.client.streams import Part, final_header, parts_entry, split
 from gateway.client.upload import link_of
-from tests.support.gateway import GatewayProcess, ticket_comments
+from tests.support.gateway import GatewayProcess, ticket_comments, tus_bytes_received
 from tests.tus.support import TUS, b64, random_file, receipts
 
 MiB = 1024 * 1024
@@ -279,3 +279,62 @@ def partial(endpoint: str, data: bytes) -> str:
     )  # fmt: skip
     assert sent.status_code == 204, sent.text
     return url
+
+
+# -- the defaults: whole ranges in one request each, streams chosen by distance ----------
+
+
+def test_default_run_close_by_sends_one_request_and_takes_each_byte_once(
+    gateway_any: GatewayProcess, tmp_path: Path
+) -> None:
+    """On loopback ``--streams auto`` is one stream, and the file goes as one PATCH."""
+    link = gateway_any.link("510")
+    path = tmp_path / "near.bin"
+    size = 48 * MiB + 5
+    sha = random_file(path, size)
+    state = tmp_path / "st"
+    with partials_seen(state) as seen:
+        code, lines, err = run([link, str(path), "--quiet"], state)
+    assert code == 0, err
+    assert lines == [f"OK {sha} {size} {path}"]
+    assert seen == {}  # no partial uploads
+    assert tus_bytes_received(gateway_any) == size
+    log = gateway_any.log_path.read_text()
+    assert log.count('"PATCH /u/') == 1, "the whole file in one request"
+
+
+def test_default_run_far_away_goes_parallel_and_resumes_after_a_kill(
+    proxied_gateway: tuple[GatewayProcess, Any], tmp_path: Path
+) -> None:
+    """Through 25 ms each way, ``auto`` takes four streams; killed mid-request, a re-run
+    continues every partial from the offset the gateway reports and sends no byte twice."""
+    gateway, proxy = proxied_gateway
+    link = gateway.link("511")
+    assert link.startswith(proxy.url)
+    path = tmp_path / "far.bin"
+    size = 64 * MiB + 11
+    sha = random_file(path, size)
+    state = tmp_path / "st"
+    proc = cli([link, str(path), "--quiet"], state)
+    parts: list[str] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for entry in state_entries(state):
+                parts = [p["url"] for p in entry.get("parts", [])]
+            if parts and tus_bytes_received(gateway) >= 8 * MiB:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(parts) == 4, "auto chose four streams through the slow path"
+    held = tus_bytes_received(gateway)
+    assert 0 < held < size, "the client finished before it could be killed"
+    code, lines, err = run([link, str(path), "--quiet"], state)
+    assert code == 0, err
+    assert lines == [f"OK {sha} {size} {path}"]
+    # Everything the gateway read before the kill was kept: nothing was sent twice.
+    assert tus_bytes_received(gateway) == size
+    files = receipts(link)
+    assert [f["sha256"] for f in files] == [sha]
