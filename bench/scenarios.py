@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench.clients import clients
 from bench.cpu import CpuUse, bound_ratio, measure
 from bench.data import TestFile
 from bench.download import download
@@ -713,8 +714,11 @@ SCENARIOS: dict[str, Callable[[Harness], list[Row]]] = {
     "leak": leak,
     "profile": profile,
     "download": download,
+    "clients": clients,
 }
-DEFAULT_SCENARIOS = ["put", "ceiling", "tus", "concurrency", "small", "leak", "download"]
+DEFAULT_SCENARIOS = [
+    "put", "ceiling", "tus", "clients", "concurrency", "small", "leak", "download",
+]  # fmt: skip
 SCENARIO_TITLES = {
     "put": "put",
     "ceiling": "ceiling",
@@ -724,4 +728,5 @@ SCENARIO_TITLES = {
     "leak": "leak",
     "profile": "profile",
     "download": "download",
+    "clients": "clients",
 }

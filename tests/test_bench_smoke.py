@@ -17,7 +17,9 @@ from tests.support.ci import missing_tool
 from tests.support.seaweed import weed_binary
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIO_ROWS = {"put", "ceiling", "tus", "concurrency", "small-files", "leak", "download"}
+SCENARIO_ROWS = {
+    "put", "ceiling", "tus", "clients", "concurrency", "small-files", "leak", "download",
+}  # fmt: skip
 
 
 def _require(ok: bool, message: str) -> None:
