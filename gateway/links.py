@@ -54,7 +54,7 @@ class Links:
             raise GatewayError(
                 Code.BAD_REQUEST,
                 f"The size cap must be between 1 byte and {size_text(largest)}, the largest "
-                f"file this gateway accepts ({self.limit.reason}).",
+                f"file this gateway accepts (set by {self.limit.reason}).",
             )
         link = UploadLink(
             ticket=ticket,

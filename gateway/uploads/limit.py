@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.units import format_size
-from gateway.uploads.partsize import MAX_PART, MAX_PARTS, max_part_for_budget, plan_parts
+from gateway.uploads.partsize import MAX_PART, MAX_PARTS, MiB, max_part_for_budget, plan_parts
 
 
 @runtime_checkable
@@ -77,9 +77,24 @@ def size_limit(*, max_upload: int, buffer_memory: int, store_max: int | None = N
         bounds.append((store_max, f"the store's largest object ({format_size(store_max)})"))
     largest, reason = min(bounds, key=lambda bound: bound[0])
     if largest < max_upload:
-        reason += f" (GATEWAY_MAX_UPLOAD={format_size(max_upload)} is more)"
+        reason += f"; GATEWAY_MAX_UPLOAD={format_size(max_upload)} is more"
+        needed = budget_for(max_upload)
+        if largest == part * MAX_PARTS and needed is not None:
+            reason += f" and needs GATEWAY_BUFFER_MEMORY={needed // MiB}MiB"
     streamed = min(largest, plan_parts(None, buffer_memory).capacity())
     return SizeLimit(largest=largest, streamed=streamed, reason=reason)
+
+
+def budget_for(length: int) -> int | None:
+    """The smallest buffer budget (whole MiB) whose parts hold a file of ``length`` bytes.
+
+    None when no budget does: 10,000 parts of 5 GiB are the most a file can have.
+    """
+    part = max(1, -(-length // MAX_PARTS))
+    part = -(-part // MiB) * MiB
+    if part > MAX_PART:
+        return None
+    return 2 * part
 
 
 def store_limit(store: object) -> int | None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.uploads.limit import size_limit, size_text, store_limit
+from gateway.uploads.limit import budget_for, size_limit, size_text, store_limit
 from gateway.uploads.partsize import (
     MAX_PART,
     MAX_PARTS,
@@ -28,7 +28,9 @@ def test_defaults_give_one_number_and_say_why() -> None:
     limit = size_limit(max_upload=5 * TiB, buffer_memory=256 * MiB)
     assert limit.largest == 128 * MiB * MAX_PARTS == 1_342_177_280_000
     assert "GATEWAY_BUFFER_MEMORY=256.0 MiB" in limit.reason
-    assert "GATEWAY_MAX_UPLOAD=5.0 TiB is more" in limit.reason
+    assert "GATEWAY_MAX_UPLOAD=5.0 TiB is more and needs GATEWAY_BUFFER_MEMORY=1050MiB" in (
+        limit.reason
+    )
     line = limit.describe()
     assert "1,342,177,280,000 bytes (1.2 TiB)" in line
     assert f"{limit.streamed:,} bytes" in line  # a body of unknown length holds less
@@ -86,6 +88,23 @@ def test_a_body_of_unknown_length_fits_its_growing_parts(max_upload: int, budget
     plan = plan_parts(None, budget)
     assert limit.streamed <= plan.capacity()
     assert limit.streamed == min(limit.largest, plan.capacity())
+
+
+@given(st.integers(min_value=1, max_value=MAX_PART * MAX_PARTS), st.data())
+def test_the_budget_named_is_the_least_that_takes_the_file(
+    length: int, data: st.DataObject
+) -> None:
+    budget = budget_for(length)
+    assert budget is not None and budget % MiB == 0
+    assert size_limit(max_upload=length, buffer_memory=budget).largest == length
+    smaller = data.draw(st.integers(min_value=1, max_value=budget - MiB))
+    if budget > 2 * MIN_PART:  # below that every budget gets 5 MiB parts
+        assert size_limit(max_upload=length, buffer_memory=smaller).largest < length
+
+
+def test_no_budget_takes_more_than_s3_allows() -> None:
+    assert budget_for(MAX_PART * MAX_PARTS + 1) is None
+    assert budget_for(5 * TiB) == 1050 * MiB
 
 
 @given(st.integers(min_value=0, max_value=10**15))
