@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import httpx
 
@@ -161,3 +162,31 @@ def test_start_up_says_the_limit_once_and_why(gateway_file: GatewayProcess) -> N
     assert f"{largest:,} bytes" in text
     assert "GATEWAY_BUFFER_MEMORY" in text
     assert not any("refused with 413" in json.dumps(line) for line in lines)
+
+
+def test_bodies_of_unknown_length_are_refused_naming_the_limit(
+    gateway_file: GatewayProcess,
+) -> None:
+    link = gateway_file.link("7004", max_size=MiB)
+    limit = f"at most {MiB:,} bytes (1.0 MiB)"
+
+    def chunked() -> Iterator[bytes]:
+        yield b"z" * MiB
+        yield b"z"
+
+    put = httpx.put(f"{link}/chunked.bin", content=chunked(), timeout=60)
+    assert put.status_code == 413
+    assert limit in put.json()["error"]["message"], put.text
+    form = httpx.post(link, files={"file": ("form.bin", b"f" * (MiB + 1))}, timeout=60)
+    assert form.status_code == 413
+    assert limit in form.json()["error"]["message"], form.text
+    deferred = create(f"{link}/tus/", None, "deferred.bin")
+    assert deferred.status_code == 201
+    past = httpx.patch(
+        deferred.headers["Location"],
+        content=b"d" * (MiB + 1),
+        headers={**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+        timeout=60,
+    )
+    assert past.status_code == 413
+    assert limit in past.json()["error"]["message"], past.text
