@@ -29,7 +29,13 @@ from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
 from gateway.uploads.limit import SizeLimit, size_limit, size_text
-from gateway.uploads.partsize import TooLargeForBudget, part_for_request, plan_parts
+from gateway.uploads.partsize import (
+    MAX_PART,
+    MAX_PARTS,
+    TooLargeForBudget,
+    part_for_request,
+    plan_parts,
+)
 from gateway.uploads.records import FINAL, MAX_PARTIALS, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
@@ -77,10 +83,6 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
-# Without a limit given, GATEWAY_MAX_UPLOAD's default (the memory budget still bounds it).
-MAX_UPLOAD = 5 * 1024**4
-
-
 def too_large(length: int | None, largest: int, who: str = "this gateway") -> GatewayError:
     """The 413 of a file past ``largest``, naming it in bytes and human units."""
     if length is None:
@@ -106,7 +108,10 @@ class UploadEngine:
     ) -> None:
         self.store = store
         # The largest file this process takes (computed once by the caller).
-        self.limit = limit or size_limit(max_upload=MAX_UPLOAD, buffer_memory=budget.limit)
+        # Without one given, only the part limits and the budget bound it.
+        self.limit = limit or size_limit(
+            max_upload=MAX_PART * MAX_PARTS, buffer_memory=budget.limit
+        )
         # This process scans: what it takes in must be scanned before any delivery.
         self.scan_required = scan_required
         self.budget = budget
