@@ -12,6 +12,7 @@ from gateway.errors import Code, GatewayError
 from gateway.settings import Settings
 from gateway.signing import DownloadGrant, UploadLink
 from gateway.tickets.local import valid_ticket
+from gateway.uploads.limit import SizeLimit, size_limit, size_text
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,20 @@ class MintedLink:
 
 
 class Links:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        *,
+        limit: SizeLimit | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        # The largest file the gateway takes: a link's cap is never more (no store limit
+        # is known without one, so the running service passes the limit it computed).
+        self.limit = limit or size_limit(
+            max_upload=settings.max_upload, buffer_memory=settings.buffer_memory
+        )
 
     def mint(
         self, ticket: str, *, expires_in: int | None = None, max_size: int | None = None
@@ -36,11 +48,13 @@ class Links:
         ttl = self.settings.link_ttl if expires_in is None else expires_in
         if ttl <= 0 or ttl > 366 * 86400:
             raise GatewayError(Code.BAD_REQUEST, "A link lives between 1 second and 366 days.")
-        cap = self.settings.max_upload if max_size is None else max_size
-        if cap <= 0 or cap > self.settings.max_upload:
+        largest = self.limit.largest
+        cap = largest if max_size is None else max_size
+        if cap <= 0 or cap > largest:
             raise GatewayError(
                 Code.BAD_REQUEST,
-                f"The size cap must be between 1 byte and {self.settings.max_upload} bytes.",
+                f"The size cap must be between 1 byte and {size_text(largest)}, the largest "
+                f"file this gateway accepts (set by {self.limit.reason}).",
             )
         link = UploadLink(
             ticket=ticket,

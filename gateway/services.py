@@ -23,7 +23,7 @@ from gateway.tickets.local import LocalTickets
 from gateway.units import format_size
 from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
-from gateway.uploads.partsize import MAX_PARTS, max_part_for_budget
+from gateway.uploads.limit import SizeLimit, size_limit, store_limit
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
 
 audit = logging.getLogger("gateway.audit")
@@ -49,6 +49,11 @@ class Services:
     oidc: Provider | None = None  # engineer sign-in before downloads (GATEWAY_DOWNLOAD_AUTH)
     draining: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_limit(self) -> SizeLimit:
+        """The largest file this process takes (computed once, at start-up)."""
+        return self.links.limit
 
     def upload_started(self, record: UploadRecord) -> None:
         """Count and audit a new upload (every edge calls this once per upload).
@@ -186,16 +191,6 @@ def build_services(
     batch_window: float = 1.0,
 ) -> Services:
     metrics = metrics or Metrics()
-    largest = max_part_for_budget(settings.buffer_memory) * MAX_PARTS
-    if settings.max_upload > largest:
-        logging.getLogger("gateway").info(
-            "GATEWAY_MAX_UPLOAD is %s but GATEWAY_BUFFER_MEMORY=%s holds parts for files up to "
-            "%s (10,000 parts of at most half the budget); larger files are refused with 413 "
-            "until the budget grows",
-            format_size(settings.max_upload),
-            format_size(settings.buffer_memory),
-            format_size(largest),
-        )
     if settings.attachment_max_requested is not None:
         logging.getLogger("gateway").warning(
             "GATEWAY_ATTACHMENT_MAX is %s but GATEWAY_TICKETS=%s takes attachments of at most "
@@ -213,13 +208,21 @@ def build_services(
             f"{settings.attachment_max:,}",
             settings.tickets,
         )
-    store = InstrumentedStore(store or open_store(settings), metrics)
+    raw_store = store or open_store(settings)
+    # The largest file this process takes, computed once: every surface says this number.
+    limit = size_limit(
+        max_upload=settings.max_upload,
+        buffer_memory=settings.buffer_memory,
+        store_max=store_limit(raw_store),
+    )
+    log.info("%s", limit.describe())
+    store = InstrumentedStore(raw_store, metrics)
     client = None
     if tickets is None:
         tickets, client = build_tickets(settings)
     local = tickets if isinstance(tickets, LocalTickets) else None
     tickets = InstrumentedTickets(tickets, metrics)
-    links = Links(settings)
+    links = Links(settings, limit=limit)
     metrics.buffer_bytes_limit.set(settings.buffer_memory)
     budget = BufferBudget(settings.buffer_memory, on_change=metrics.buffer_bytes_in_use.set)
     scanner = open_scanner(settings.clamd)
@@ -265,6 +268,7 @@ def build_services(
         on_finished=on_finished,
         scan_required=scanner is not None,
         lease_wait=settings.busy_wait,
+        limit=limit,
     )
     services = Services(
         settings=settings,

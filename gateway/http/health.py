@@ -51,6 +51,10 @@ async def readyz(request: Request) -> Response:
         "checks": {name: problem or "ok" for name, problem in results.items()},
         "deliveries_pending": services.outbox.pending,
         "oldest_pending_seconds": round(services.outbox.oldest_age, 1),
+        # The largest file this process takes (what Tus-Max-Size and the page say).
+        "max_upload": services.size_limit.largest,
+        "max_upload_streamed": services.size_limit.streamed,
+        "max_upload_set_by": services.size_limit.reason,
     }
     waiting = services.outbox.waiting_for_scanner
     if waiting:

@@ -106,7 +106,7 @@ def upload_page(
     }
 <dl class="facts">
   <div><dt>Ticket</dt><dd>#{ticket}</dd></div>
-  <div><dt>Largest file</dt><dd>{_size(link.max_size)}</dd></div>
+  <div><dt>Largest file</dt><dd title="{link.max_size:,} bytes">{_size(link.max_size)}</dd></div>
   <div><dt>Link expires</dt><dd><time datetime="{_iso(link.expires_at)}" data-expiry>{
         _when(link.expires_at)
     }</time> <span class="muted">({remaining(link.expires_at - now)})</span>

@@ -9,6 +9,7 @@ Policy with no inline script or style and no third-party origin.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -63,12 +64,15 @@ def _link_error(exc: GatewayError) -> HTMLResponse:
 
 async def upload_page_route(request: Request) -> Response:
     token: str = request.path_params["token"]
+    services = services_of(request)
     try:
-        link = services_of(request).links.check_upload(token)
+        link = services.links.check_upload(token)
     except GatewayError as exc:
         if exc.code in (Code.LINK_EXPIRED, Code.LINK_INVALID):
             return _link_error(exc)
         raise
+    # The page states, and its script checks, what the gateway really takes through this link.
+    link = dataclasses.replace(link, max_size=services.size_limit.cap(link.max_size))
     body = upload_page(
         token=token,
         link=link,

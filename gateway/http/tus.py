@@ -275,7 +275,7 @@ async def options(request: Request, services: Services) -> Response:
     if "access-control-request-method" not in request.headers:
         # A plain OPTIONS learns the link's cap; a CORS preflight needs no valid link.
         link = check_link(request)
-        headers["Tus-Max-Size"] = str(min(link.max_size, services.settings.max_upload))
+        headers["Tus-Max-Size"] = str(services.size_limit.cap(link.max_size))
     return _reply(204, headers)
 
 

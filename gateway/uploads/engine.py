@@ -28,7 +28,14 @@ from gateway.uploads import records
 from gateway.uploads.budget import Buffer, BufferBudget
 from gateway.uploads.hashing import HashCache, OrderedHasher
 from gateway.uploads.lease import hold
-from gateway.uploads.partsize import TooLargeForBudget, part_for_request, plan_parts
+from gateway.uploads.limit import SizeLimit, size_limit, size_text
+from gateway.uploads.partsize import (
+    MAX_PART,
+    MAX_PARTS,
+    TooLargeForBudget,
+    part_for_request,
+    plan_parts,
+)
 from gateway.uploads.records import FINAL, MAX_PARTIALS, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.uploads")
@@ -76,6 +83,15 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
+def too_large(length: int | None, largest: int, who: str = "this gateway") -> GatewayError:
+    """The 413 of a file past ``largest``, naming it in bytes and human units."""
+    if length is None:
+        message = f"The file is larger than {who} accepts: at most {size_text(largest)}."
+    else:
+        message = f"The file is {length:,} bytes; {who} accepts at most {size_text(largest)}."
+    return GatewayError(Code.TOO_LARGE, message)
+
+
 class UploadEngine:
     def __init__(
         self,
@@ -88,8 +104,14 @@ class UploadEngine:
         lease_ttl: float = 10.0,
         scan_required: bool = False,
         lease_wait: float = 0.0,
+        limit: SizeLimit | None = None,
     ) -> None:
         self.store = store
+        # The largest file this process takes (computed once by the caller).
+        # Without one given, only the part limits and the budget bound it.
+        self.limit = limit or size_limit(
+            max_upload=MAX_PART * MAX_PARTS, buffer_memory=budget.limit
+        )
         # This process scans: what it takes in must be scanned before any delivery.
         self.scan_required = scan_required
         self.budget = budget
@@ -119,18 +141,21 @@ class UploadEngine:
         sources: list[str] | None = None,
         scan_required: bool = False,
     ) -> UploadRecord:
-        """Record a new upload (no bytes yet)."""
-        if length is not None and length > link.max_size:
-            raise GatewayError(
-                Code.TOO_LARGE,
-                f"The file is {length} bytes; this link accepts at most {link.max_size}.",
-            )
+        """Record a new upload (no bytes yet).
+
+        Its ``max_size`` is what it may really reach: the link's cap, at most the
+        gateway's largest file, and for a body of unknown length at most what parts
+        that grow as it arrives can hold.
+        """
+        largest = self.limit.cap(link.max_size)
+        if length is not None and length > largest:
+            who = "this link" if link.max_size < self.limit.largest else "this gateway"
+            raise too_large(length, largest, who)
         try:
             plan = plan_parts(length, self.budget.limit)
-        except TooLargeForBudget:
-            raise GatewayError(
-                Code.TOO_LARGE, "The file is larger than this gateway is configured to accept."
-            ) from None
+        except TooLargeForBudget:  # pragma: no cover - the limit is computed from the same plan
+            raise too_large(length, largest) from None
+        max_size = largest if length is not None else min(largest, self.limit.streamed)
         now = self.clock()
         record = UploadRecord(
             id=records.new_id(),
@@ -138,7 +163,7 @@ class UploadEngine:
             link_id=link.link_id,
             filename=filename,
             length=length,
-            max_size=link.max_size,
+            max_size=max_size,
             plan=plan,
             created_at=now,
             expires_at=float(link.expires_at),
@@ -173,7 +198,7 @@ class UploadEngine:
                 raise GatewayError(Code.BAD_REQUEST, "The upload's length is already set.")
             return
         if length > record.max_size:
-            raise GatewayError(Code.TOO_LARGE)
+            raise too_large(length, record.max_size, "this upload")
         stored = await self._stored(record)
         if length < stored.offset:
             raise GatewayError(Code.BAD_REQUEST, "The length is smaller than what was received.")
@@ -297,8 +322,9 @@ class UploadEngine:
             )
         limit = record.length if record.length is not None else record.max_size
         if expect is not None and offset + expect > limit:
-            code = Code.TOO_LARGE if record.length is None else Code.BODY_TOO_LONG
-            raise GatewayError(code, "The body would run past the upload's length.")
+            if record.length is None:
+                raise too_large(None, limit, "this upload")
+            raise GatewayError(Code.BODY_TOO_LONG, "The body would run past the upload's length.")
         if record.multipart_id is None and stored.tail is None:
             await self._fit_parts(record, expect)
         writer = _PartWriter(self, record, stored, checksum)
@@ -310,10 +336,7 @@ class UploadEngine:
                     continue
                 if offset + received + len(chunk) > limit:
                     if record.length is None:
-                        raise GatewayError(
-                            Code.TOO_LARGE,
-                            f"The file is larger than this link allows ({record.max_size} bytes).",
-                        )
+                        raise too_large(None, record.max_size, "this upload")
                     raise GatewayError(
                         Code.BODY_TOO_LONG, "The body runs past the upload's length."
                     )

@@ -397,6 +397,25 @@ def test_unknown_length_over_the_link_cap_is_too_large(new_store: StoreFactory) 
     run(new_store, scenario)
 
 
+def test_the_gateway_limit_holds_a_link_with_a_larger_cap(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()  # 10 MiB budget: 10,000 parts of 5 MiB
+        largest = engine.limit.largest
+        assert largest == 10_000 * PART < h.link.max_size
+        record = await create(engine, h.link, largest)
+        assert record.max_size == largest
+        await engine.abandon(record)
+        with pytest.raises(GatewayError) as info:
+            await create(engine, h.link, largest + 1)
+        assert info.value.code is Code.TOO_LARGE
+        assert f"this gateway accepts at most {largest:,} bytes (48.8 GiB)" in info.value.message
+        unknown = await create(engine, h.link, None)
+        assert unknown.max_size == engine.limit.streamed <= largest
+        await engine.abandon(unknown)
+
+    run(new_store, scenario)
+
+
 def test_small_file_is_an_attachment_and_abandon_cleans_up(new_store: StoreFactory) -> None:
     async def scenario(h: Harness) -> None:
         engine = h.engine()
