@@ -180,7 +180,7 @@ def link(ticket: str, expires: int | None, max_size: int | None) -> None:
     type=_Streams(),
     help="Parts of one file uploaded at the same time (tus concatenation), each in ranges "
     "of at least 16 MiB, so smaller files get fewer; the server joins them at the end. "
-    "'auto': 4 to a gateway whose round trip is 10 ms or more (where one connection is "
+    "'auto': 4 to a gateway whose round trip is 30 ms or more (where one connection is "
     "held back by latency), 1 to one close by (where joining costs more than it gives). "
     "A file too small for two ranges or over the link's cap, or every file when the "
     "server lacks concatenation, goes as one upload. Requests at once: up to "

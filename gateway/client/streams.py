@@ -25,10 +25,11 @@ from typing import Any
 MIN_RANGE = 5 * 1024 * 1024
 #: ``--streams auto``: this many streams to a gateway that answers in AUTO_RTT or more.
 AUTO_STREAMS = 4
-#: Round trips shorter than this mean a gateway close by (the same host or network),
+#: Round trips shorter than this mean a gateway close by (the same host, network or
+#: region; a busy machine's loopback can take 20 ms to answer),
 #: where one stream already fills the path and joining partials would cost more than
 #: it gives; longer ones mean a path where each connection is held back by its window.
-AUTO_RTT = 0.010
+AUTO_RTT = 0.030
 
 
 @dataclass(frozen=True)

@@ -341,13 +341,15 @@ class _Uploader:
 
     def _server_offer(self) -> Offer:
         """What the server's ``OPTIONS`` says (asked once per run), with the round trip:
-        the shorter of two answers, the second on the connection the first opened."""
+        the shortest of three answers, the later ones on the connection the first opened."""
         with self._asked:
             if self._offer is None:
                 response = self._request("OPTIONS", self.endpoint, headers=TUS)
                 if response.status_code in (200, 204):
-                    again = self._request("OPTIONS", self.endpoint, headers=TUS)
-                    rtt = min(response.elapsed.total_seconds(), again.elapsed.total_seconds())
+                    rtt = response.elapsed.total_seconds()
+                    for _ in range(2):
+                        again = self._request("OPTIONS", self.endpoint, headers=TUS)
+                        rtt = min(rtt, again.elapsed.total_seconds())
                     headers = response.headers
                     self._offer = Offer.parse(
                         headers.get("tus-extension"), headers.get("tus-max-size"), rtt

@@ -2,16 +2,18 @@
  * The page's tus 1.0.0 transport: one file, sent as one upload or as several partial
  * uploads at once (tus concatenation), with retries, stall detection and resume.
  *
- * A file of at least PARALLEL_MIN bytes is cut into up to MAX_STREAMS ranges of whole
- * PATCHes, each its own partial upload (`Upload-Concat: partial`) sent at the same time
- * as the others; a final POST (`Upload-Concat: final;URL ...`) joins them. Smaller files
- * go up as one upload. Every PATCH takes one of the link's slots (the gateway's
+ * To a gateway whose round trip is AUTO_RTT_MS or more, a file of at least PARALLEL_MIN
+ * bytes is cut into up to MAX_STREAMS ranges, each its own partial upload
+ * (`Upload-Concat: partial`) sent at the same time as the others; a final POST
+ * (`Upload-Concat: final;URL ...`) joins them. Smaller files, and every file to a gateway
+ * close by, go up as one upload. Every PATCH takes one of the link's slots (the gateway's
  * GATEWAY_LINK_CONCURRENCY, handed to the page), so all files of the page together
  * never run more PATCHes at once than the link allows.
  *
- * Each PATCH body is the file's own slice (a Blob the browser streams from disk) with
- * `Upload-Checksum: sha256 ...` taken in the hash worker; the next PATCH's checksum is
- * taken while one is on the wire. A request whose upload makes no progress for stallMs
+ * Each PATCH body is the file's own slice (a Blob the browser streams from disk): by
+ * default the rest of the range in one PATCH; with the page's ?chunk= knob, PATCHes of
+ * that size with `Upload-Checksum: sha256 ...` taken in the hash worker, the next one's
+ * while one is on the wire. A request whose upload makes no progress for stallMs
  * is aborted; errors are retried with backoff after asking the gateway for its offset
  * (HEAD), and the row says "Reconnecting in N s" while it waits. The partial uploads'
  * URLs are kept in localStorage, so a reload resumes each of them where it stopped.
@@ -21,6 +23,12 @@ import { base64 } from './sha256.js';
 export const MiB = 1024 * 1024;
 export const MAX_STREAMS = 4;
 export const PARALLEL_MIN = 64 * MiB;
+/* Partial uploads pay off only on a path where one connection is held back by its round
+ * trip: to a gateway that answers faster than this, a file goes as one upload (joining
+ * partials costs the gateway one more pass over the file). The same rule as the CLI's. */
+export const AUTO_RTT_MS = 30;
+/* Ranges of a file sent in whole-range PATCHes start on multiples of this. */
+export const ALIGN = 16 * MiB;
 const MIN_RANGE = 5 * MiB; // every partial upload but the last: at least one S3 part
 const MAX_ATTEMPTS = 12;
 const MAX_BAD_CHECKSUMS = 5; // 460s in a row for the same offset before giving up
@@ -118,6 +126,22 @@ export async function terminate(url) {
   }
 }
 
+/* The shortest of three OPTIONS round trips to the tus endpoint, in ms (Infinity if none). */
+export async function roundTrip(endpoint) {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const began = performance.now();
+    try {
+      const xhr = await request('OPTIONS', endpoint);
+      if (xhr.status < 200 || xhr.status >= 300) return Infinity;
+    } catch (e) {
+      return Infinity;
+    }
+    best = Math.min(best, performance.now() - began);
+  }
+  return best;
+}
+
 /* A first-come first-served counter of PATCHes in flight on the link. */
 export class Slots {
   constructor(n) { this.free = Math.max(1, n); this.waiting = []; }
@@ -172,7 +196,7 @@ class Part {
 export class FileUpload {
   constructor(file, name, opts) {
     this.file = file; this.name = name; this.size = file.size;
-    this.opts = opts; // endpoint, filesUrl, key, maxSize, expiresAt, patchSize, streams, stallMs, slots, hashing
+    this.opts = opts; // endpoint, filesUrl, key, maxSize, expiresAt, patchSize, streams, parallelMin, ready, stallMs, slots, hashing
     this.ui = opts.ui;
     this.key = opts.key;
     this.parts = null; this.partial = false; this.finalUrl = null;
@@ -232,7 +256,7 @@ export class FileUpload {
       this.parts = [new Part(0, this.size, saved.url)];
       return;
     }
-    const unit = this.opts.patchSize;
+    const unit = isFinite(this.opts.patchSize) ? this.opts.patchSize : ALIGN;
     const spans = this.size >= this.opts.parallelMin ? split(this.size, this.opts.streams, unit) : [{ start: 0, end: this.size }];
     this.partial = spans.length > 1;
     this.parts = spans.map((s) => new Part(s.start, s.end));
@@ -291,6 +315,10 @@ export class FileUpload {
       throw fatal('the file is larger than this link allows (' + this.opts.formatSize(this.opts.maxSize) + ').');
     }
     this.startHash();
+    if (this.opts.ready) { // how far the gateway is decides partials or not
+      this.opts.parallelMin = await this.opts.ready;
+      this.alive(gen);
+    }
     if (!this.parts) this.plan();
     const needHead = new Set(this.parts.filter((p) => p.url));
     try {
@@ -464,34 +492,42 @@ export class FileUpload {
   }
 
   /*
-   * One PATCH of `part` from the offset the gateway last reported. Its checksum was taken
-   * from the same range in the hash worker (while the previous PATCH was on the wire), so
-   * a file that changed in between is caught by the gateway (460) and read again.
+   * One PATCH of `part` from the offset the gateway last reported. With a finite
+   * patchSize (the page's ?chunk=) its checksum was taken from the same range in the hash
+   * worker (while the previous PATCH was on the wire), so a file that changed in between
+   * is caught by the gateway (460) and read again. By default the PATCH carries the rest
+   * of the part, streamed from disk by the browser as `curl -T` sends a file: nothing
+   * waits between requests, and the whole file's SHA-256 is checked against the receipt.
    */
   async sendChunk(part, gen) {
-    const from = part.offset, to = Math.min(from + this.opts.patchSize, part.length);
+    const whole = !isFinite(this.opts.patchSize);
+    const from = part.offset, to = whole ? part.length : Math.min(from + this.opts.patchSize, part.length);
     const a = part.start + from, b = part.start + to;
-    const ahead = part.ahead;
-    part.ahead = null;
-    const sum = await (ahead && ahead.a === a && ahead.b === b ? ahead.sum : this.opts.hashing.checksum(this.file, a, b));
-    this.alive(gen);
+    let sum = null;
+    if (!whole) {
+      const ahead = part.ahead;
+      part.ahead = null;
+      sum = await (ahead && ahead.a === a && ahead.b === b ? ahead.sum : this.opts.hashing.checksum(this.file, a, b));
+      this.alive(gen);
+    }
     const release = await this.opts.slots.acquire();
     try {
       this.alive(gen);
-      if (to < part.length) {
+      if (!whole && to < part.length) {
         const next = Math.min(b + this.opts.patchSize, part.end);
         const nextSum = this.opts.hashing.checksum(this.file, b, next);
         nextSum.catch(() => { /* read again when its turn comes */ });
         part.ahead = { a: b, b: next, sum: nextSum };
       }
+      const headers = {
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': String(from)
+      };
+      if (sum !== null) headers['Upload-Checksum'] = 'sha256 ' + sum;
       let xhr;
       try {
         xhr = await this.send(part, 'PATCH', part.url, {
-          headers: {
-            'Content-Type': 'application/offset+octet-stream',
-            'Upload-Offset': String(from),
-            'Upload-Checksum': 'sha256 ' + sum
-          },
+          headers,
           body: this.file.slice(a, b),
           stallMs: this.opts.stallMs,
           onProgress: (loaded) => { part.sending = Math.min(loaded, to - from); this.ui.progress(); }

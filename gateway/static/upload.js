@@ -7,11 +7,12 @@
  * hashing.js + hash-worker.js: SHA-256 in Web Workers (hash-wasm), plain JS as fallback.
  *
  * Settings come from data- attributes on #app (the page's CSP allows no inline script).
- * Development knobs in the page's query: ?chunk=BYTES (read by the server), ?streams=N
- * (partial uploads per file, also for small files), ?stall=MS (no-progress limit).
+ * Development knobs in the page's query: ?chunk=BYTES (PATCHes of that size, each with its
+ * SHA-256), ?streams=N (partial uploads per file whatever the distance, also for small
+ * files), ?stall=MS (no-progress limit).
  */
 import { createHashing } from './hashing.js';
-import { FileUpload, MAX_STREAMS, MiB, PARALLEL_MIN, Slots, storageKey } from './tus.js';
+import { AUTO_RTT_MS, FileUpload, MAX_STREAMS, MiB, PARALLEL_MIN, Slots, roundTrip, storageKey } from './tus.js';
 
 const app = document.getElementById('app');
 if (app && window.XMLHttpRequest && window.File && window.Promise) main();
@@ -34,16 +35,21 @@ function main() {
     concurrency,
     streams: Math.max(1, Math.min(forcedStreams || MAX_STREAMS, concurrency)),
     parallelMin: forcedStreams ? 0 : PARALLEL_MIN,
-    stallMs: Number(query.get('stall')) || 15000
+    stallMs: Number(query.get('stall')) || 15000,
+    ready: null
   };
+  /* Partial uploads only where they pay off: measured once, before the first file starts. */
+  cfg.ready = forcedStreams ? Promise.resolve(cfg.parallelMin) : roundTrip(cfg.endpoint).then((rtt) => {
+    app.dataset.rtt = isFinite(rtt) ? String(Math.round(rtt)) : 'unknown';
+    return rtt < AUTO_RTT_MS ? Infinity : cfg.parallelMin;
+  });
   const slots = new Slots(concurrency);
   const hashing = createHashing();
   app.dataset.hashing = hashing.kind;
 
-  /* Big files go up in bigger PATCHes (whole parts of the gateway's plan), fewer round trips. */
-  function patchSize(size) {
-    if (explicitChunk || size < 256 * MiB) return chunk;
-    return Math.max(chunk, Math.floor(64 * MiB / chunk) * chunk);
+  /* Each range goes as one streamed PATCH, unless ?chunk= asks for checksummed chunks. */
+  function patchSize() {
+    return explicitChunk ? chunk : Infinity;
   }
 
   /* ---------------- small helpers ---------------- */
@@ -135,7 +141,7 @@ function main() {
       return new FileUpload(this.file, this.name, {
         endpoint: cfg.endpoint, filesUrl: cfg.filesUrl, key: this.key,
         maxSize: cfg.maxSize, expiresAt: cfg.expiresAt,
-        patchSize: patchSize(this.size), streams: cfg.streams, parallelMin: cfg.parallelMin,
+        patchSize: patchSize(), streams: cfg.streams, parallelMin: cfg.parallelMin, ready: cfg.ready,
         stallMs: cfg.stallMs, slots, hashing, formatSize,
         ui: {
           progress: () => this.progress(),

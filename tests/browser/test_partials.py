@@ -104,12 +104,21 @@ def sha256sum(path: Path) -> str:
     return out.stdout.split()[0]
 
 
-def test_a_200_mib_file_goes_up_in_parallel_partials_and_is_verified(
-    gateway_file: GatewayProcess, page: Page, tmp_path: Path
+@pytest.mark.parametrize("where", ["near", "far"])
+def test_a_200_mib_file_at_the_defaults_is_verified_in_as_many_uploads_as_pay_off(
+    where: str, request: pytest.FixtureRequest, page: Page, tmp_path: Path
 ) -> None:
+    """The page's defaults, as a partner gets them: to a gateway close by (loopback) the
+    file goes as one upload in one streamed PATCH; through 25 ms each way (the network
+    proxy) it goes as four partial uploads at once, each one PATCH."""
+    if where == "near":
+        gateway: GatewayProcess = request.getfixturevalue("gateway_file")
+    else:
+        gateway, proxy = request.getfixturevalue("proxied_gateway")
     path = make_file(tmp_path, "vm-snapshot.qcow2", 200 * MiB + 12345)
     patches = Patches(page)
-    open_page(page, gateway_file.link("7200"))  # the page's defaults, as a partner gets them
+    link = gateway.link("7200")
+    open_page(page, link)
     expect(page.locator("#app")).to_have_attribute("data-link-concurrency", "8")
     page.set_input_files("#files", str(path))
     r = row(page, path.name)
@@ -117,12 +126,16 @@ def test_a_200_mib_file_goes_up_in_parallel_partials_and_is_verified(
     expect(r.locator(".state")).to_have_text("Stored, link posted on the ticket")
     expect(r).to_have_attribute("data-verified", "true")
     expect(r.locator(".hash code")).to_have_text(sha256sum(path))
-    expect(r).to_have_attribute("data-parts", "4")
     expect(r).to_have_attribute("data-hashing", "worker-wasm")
-    screenshot(page, "12-partials-done")
-    assert len({url for url, _ in patches.sent}) == 4  # four partial uploads, each PATCHed
-    assert tus_bytes_received(gateway_file) == path.stat().st_size  # no byte twice
-    assert_one_comment_line_per_file(gateway_file, "7200", [path])
+    rtt = float(page.locator("#app").get_attribute("data-rtt") or "nan")
+    uploads = 1 if where == "near" else 4
+    assert (rtt < 30) if where == "near" else (rtt >= 50), rtt
+    expect(r).to_have_attribute("data-parts", str(uploads))
+    screenshot(page, f"12-defaults-{where}")
+    assert len({url for url, _ in patches.sent}) == uploads
+    assert len(patches.sent) == uploads  # each range in one PATCH: no stop-and-wait
+    assert tus_bytes_received(gateway) == path.stat().st_size  # no byte twice
+    assert_one_comment_line_per_file(gateway, "7200", [path])
     assert page.evaluate("localStorage.length") == 0
 
 

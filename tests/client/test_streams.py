@@ -115,7 +115,7 @@ def test_choose_falls_back_to_one_upload_without_concatenation_or_over_the_cap()
 
 
 @pytest.mark.parametrize(
-    ("rtt", "far"), [(None, True), (0.0002, False), (0.0099, False), (0.010, True), (0.05, True)]
+    ("rtt", "far"), [(None, True), (0.0002, False), (0.0299, False), (0.030, True), (0.05, True)]
 )
 def test_auto_streams_go_parallel_only_to_a_far_gateway(rtt: float | None, far: bool) -> None:
     size, chunk = 200 * MiB, 16 * MiB
