@@ -1,6 +1,6 @@
 """What every HTTP ticket client does alike: failures translated, bodies streamed exactly.
 
-The clients (Zendesk, Freshdesk, ServiceNow) do not loop retrying. Every failure
+The clients (Zendesk, Jira, Freshdesk, ServiceNow) do not loop retrying. Every failure
 becomes a :class:`~gateway.tickets.base.TicketError` that says whether trying
 later can help and what the server's ``Retry-After`` asked for; the delivery
 outbox owns backoff. 401 and 403 are configuration errors (never retryable),
@@ -11,35 +11,15 @@ server's own error text, never credentials.
 
 from __future__ import annotations
 
-import email.utils
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
+from gateway.backoff import retry_after
 from gateway.tickets.base import AttachmentSource, TicketError
 
 MAX_DETAIL = 300
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def short_text(response: httpx.Response) -> str:
@@ -54,17 +34,22 @@ def status_error(
     detail: str,
     *,
     not_found: str | None = None,
+    credentials: str | None = None,
+    refusals: Mapping[int, str] | None = None,
 ) -> TicketError:
     """Translate a failed response of ``system`` into a TicketError.
 
     ``detail`` is the server's own error text, already extracted; ``not_found``
-    replaces the generic wording of a 404 (a deleted ticket deserves to be named).
+    replaces the generic wording of a 404 (a deleted ticket deserves to be named);
+    ``credentials`` names what to check after a 401/403 (the system's
+    variables); ``refusals`` are further statuses this system means as final,
+    each with the words that explain it (empty: none).
     """
     status = response.status_code
     message = f"{system} {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
     if status in (401, 403):
         return TicketError(
-            f"{message}: unauthorized, check the {system} credentials",
+            f"{message}: unauthorized, check {credentials or f'the {system} credentials'}",
             retryable=False,
             status=status,
         )
@@ -73,10 +58,14 @@ def status_error(
             message,
             retryable=True,
             status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after(response.headers.get("retry-after")),
         )
-    if status == 404 and not_found:
-        return TicketError(f"{message}: {not_found}", retryable=False, status=status)
+    explained = {**(refusals or {}), **({404: not_found} if not_found else {})}
+    if status in explained:
+        words = explained[status]
+        return TicketError(
+            f"{message}: {words}" if words else message, retryable=False, status=status
+        )
     # 409: concurrent updates of one ticket (Zendesk answers so); 408: a slow hop.
     retryable = status >= 500 or status in (408, 409)
     return TicketError(message, retryable=retryable, status=status)

@@ -35,7 +35,15 @@ import httpx
 
 from gateway.settings import JiraSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
-from gateway.tickets.zendesk import parse_retry_after
+from gateway.tickets.httpapi import (
+    MAX_DETAIL,
+    SizeMismatch,
+    exactly,
+    json_body,
+    network_error,
+    short_text,
+    status_error,
+)
 
 # One comment's attachments add up to at most this many bytes, so the work to
 # redo when temporary attachments expire stays bounded; a single larger file
@@ -50,7 +58,21 @@ PAGE_LIMIT = 100
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
 
-_MAX_DETAIL = 300
+SYSTEM = "Jira"
+CREDENTIALS = (
+    "GATEWAY_JIRA_EMAIL, GATEWAY_JIRA_API_TOKEN and that the account is an agent of the "
+    "service desk"
+)
+# What Jira means as final, and how to say it. Unlike Zendesk, a 409 is not
+# a conflict that clears by itself.
+REFUSALS = {
+    404: "the request does not exist (deleted?) or this account cannot see it",
+    409: "",
+    413: (
+        "larger than the Jira site's attachment size setting "
+        "(lower GATEWAY_ATTACHMENT_MAX to match it)"
+    ),
+}
 # An issue key (PROJECT-123) or a numeric issue id.
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,254}-[1-9][0-9]{0,17}|[1-9][0-9]{0,17}")
 
@@ -73,9 +95,9 @@ def _describe(response: httpx.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        return response.text.strip().replace("\n", " ")[:_MAX_DETAIL]
+        return short_text(response)
     if not isinstance(data, dict):
-        return str(data)[:_MAX_DETAIL]
+        return str(data)[:MAX_DETAIL]
     parts: list[str] = []
     if data.get("errorMessage"):
         parts.append(str(data["errorMessage"]))
@@ -85,48 +107,17 @@ def _describe(response: httpx.Response) -> str:
     errors = data.get("errors")
     if isinstance(errors, dict):
         parts.extend(f"{k}: {v}" for k, v in errors.items())
-    return "; ".join(parts)[:_MAX_DETAIL]
+    return "; ".join(parts)[:MAX_DETAIL]
 
 
 def _status_error(what: str, response: httpx.Response) -> TicketError:
-    status = response.status_code
-    detail = _describe(response)
-    message = f"Jira {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
-    if status in (401, 403):
-        return TicketError(
-            f"{message}: unauthorized, check GATEWAY_JIRA_EMAIL, GATEWAY_JIRA_API_TOKEN and "
-            "that the account is an agent of the service desk",
-            retryable=False,
-            status=status,
-        )
-    if status in (429, 503):
-        return TicketError(
-            message,
-            retryable=True,
-            status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
-    if status == 404:
-        return TicketError(
-            f"{message}: the request does not exist (deleted?) or this account cannot see it",
-            retryable=False,
-            status=status,
-        )
-    if status == 413:
-        return TicketError(
-            f"{message}: larger than the Jira site's attachment size setting "
-            "(lower GATEWAY_ATTACHMENT_MAX to match it)",
-            retryable=False,
-            status=status,
-        )
-    return TicketError(message, retryable=status >= 500 or status == 408, status=status)
-
-
-def _network_error(what: str, exc: httpx.TransportError) -> TicketError:
-    reason = str(exc) or type(exc).__name__
-    return TicketError(
-        f"Jira {what} failed: {type(exc).__name__}: {reason}"[: _MAX_DETAIL + 80],
-        retryable=True,
+    return status_error(
+        SYSTEM,
+        what,
+        response,
+        _describe(response),
+        credentials=CREDENTIALS,
+        refusals=REFUSALS,
     )
 
 
@@ -271,8 +262,8 @@ class JiraTickets:
                 headers=headers,
                 body=_framed(head, attachment, tail),
             )
-        except _SizeMismatch as exc:
-            raise TicketError(f"Jira {what} failed: {exc}", retryable=False) from None
+        except SizeMismatch as exc:
+            raise TicketError(f"{SYSTEM} {what} failed: {exc}", retryable=False) from None
         temporary = _json(response, what).get("temporaryAttachments")
         first = temporary[0] if isinstance(temporary, list) and temporary else None
         ident = first.get("temporaryAttachmentId") if isinstance(first, dict) else None
@@ -318,14 +309,10 @@ class JiraTickets:
                 method, url, params=params, headers=request_headers, json=json, content=body
             )
         except httpx.TransportError as exc:
-            raise _network_error(what, exc) from exc
+            raise network_error(SYSTEM, what, exc) from exc
         if check and not response.is_success:
             raise _status_error(what, response)
         return response
-
-
-class _SizeMismatch(Exception):
-    pass
 
 
 def _multipart_frame(boundary: str, attachment: AttachmentSource) -> tuple[bytes, bytes]:
@@ -344,27 +331,16 @@ def _multipart_frame(boundary: str, attachment: AttachmentSource) -> tuple[bytes
 
 async def _framed(head: bytes, attachment: AttachmentSource, tail: bytes) -> AsyncIterator[bytes]:
     yield head
-    sent = 0
-    async for chunk in attachment.open():
-        sent += len(chunk)
-        if sent > attachment.size:
-            raise _SizeMismatch(f"{attachment.filename!r} is longer than {attachment.size} bytes")
+    async for chunk in exactly(attachment):
         yield chunk
-    if sent != attachment.size:
-        raise _SizeMismatch(
-            f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes"
-        )
     yield tail
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
+    data = json_body(response, SYSTEM, what)
     if not isinstance(data, dict):
         raise TicketError(
-            f"Jira {what}: HTTP {response.status_code} with a body that is not a JSON object",
+            f"{SYSTEM} {what}: HTTP {response.status_code} with a body that is not a JSON object",
             retryable=True,
             status=response.status_code,
         )

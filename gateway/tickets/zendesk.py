@@ -36,7 +36,6 @@ from gateway.tickets.httpapi import (
     network_error,
     status_error,
 )
-from gateway.tickets.httpapi import parse_retry_after as parse_retry_after
 
 # Zendesk accepts attachments of up to 50 MB each. A comment carries at most
 # this many bytes of attachments in total, so one comment's uploads stay a

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.settings import ZendeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
-from gateway.tickets.zendesk import MAX_COMMENT_BYTES, ZendeskTickets, parse_retry_after
+from gateway.tickets.zendesk import MAX_COMMENT_BYTES, ZendeskTickets
 from tests.support.zendesk import ZendeskEmulator
 
 T = TypeVar("T")
@@ -413,19 +413,3 @@ def test_no_secret_appears_in_any_error(zendesk_api: ZendeskEmulator) -> None:
         settings = zendesk_api.settings(auth)
         shown = repr(settings) + repr(ZendeskTickets(settings))
         assert not any(s in shown for s in secrets_)
-
-
-@pytest.mark.parametrize(
-    "header, expected",
-    [
-        ("7", 7.0),
-        (" 2.5 ", 2.5),
-        ("-3", 0.0),
-        (None, None),
-        ("soon", None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0),
-    ],
-)
-def test_parse_retry_after(header: str | None, expected: float | None) -> None:
-    now = 1445412450.0  # 30 s before the date above
-    assert parse_retry_after(header, now=now) == expected
