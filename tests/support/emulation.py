@@ -50,13 +50,20 @@ class Faults:
 
 
 class BaseState:
-    """The common half of an emulator's state; subclasses add the vendor's records."""
+    """The common half of an emulator's state; subclasses add the vendor's records.
+
+    A vendor with faults of its own (a size setting, a page size…) names a
+    subclass of :class:`Faults` as ``faults_type``; ``/_emulator/faults`` sets
+    its fields too.
+    """
+
+    faults_type: type[Faults] = Faults
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.faults = Faults()
+        self.faults = self.faults_type()
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
@@ -254,19 +261,22 @@ async def control_reset(request: Request) -> Response:
 
 
 async def control_faults(request: Request) -> Response:
-    """Set any of: outage, outage_retry_after, rate_limit, rate_window."""
+    """Set any field of the emulator's faults but ``fail_next``: outage, outage_retry_after,
+    rate_limit, rate_window, and whatever a vendor's faults add."""
     faults = _state(request).faults
     data = await request.json()
-    if "outage" in data:
-        if data["outage"] not in (None, "503", "drop"):
-            return JSONResponse({"error": "outage must be null, '503' or 'drop'"}, status_code=400)
-        faults.outage = data["outage"]
-    if "outage_retry_after" in data:
-        faults.outage_retry_after = int(data["outage_retry_after"])
-    if "rate_limit" in data:
-        faults.rate_limit = None if data["rate_limit"] is None else int(data["rate_limit"])
-    if "rate_window" in data:
-        faults.rate_window = float(data["rate_window"])
+    if "outage" in data and data["outage"] not in (None, "503", "drop"):
+        return JSONResponse({"error": "outage must be null, '503' or 'drop'"}, status_code=400)
+    unknown = [k for k in data if k == "fail_next" or not hasattr(faults, k)]
+    if unknown:
+        return JSONResponse({"error": f"unknown faults {unknown}"}, status_code=400)
+    for name, value in data.items():
+        if name == "rate_limit":
+            faults.rate_limit = None if value is None else int(value)
+        elif name == "outage":
+            faults.outage = value
+        else:
+            setattr(faults, name, type(getattr(faults, name))(value))
     return JSONResponse({"ok": True})
 
 
