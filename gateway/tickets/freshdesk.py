@@ -30,14 +30,14 @@ import httpx
 from gateway.settings import FRESHDESK_ATTACHMENT_LIMIT, FreshdeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
-    MAX_DETAIL,
     SizeMismatch,
+    default_client,
+    describe,
     exactly,
     json_body,
-    network_error,
     next_link,
     same_origin,
-    short_text,
+    send,
     status_error,
 )
 
@@ -50,21 +50,15 @@ def note_html(text: str) -> str:
     return "<br>".join(html.escape(line, quote=False) for line in text.rstrip("\n").split("\n"))
 
 
-def _describe(response: httpx.Response) -> str:
+def _error_parts(data: dict[str, Any]) -> list[str]:
     """Freshdesk's own error text: ``description``/``message`` and each field error."""
-    try:
-        data = response.json()
-    except ValueError:
-        return short_text(response)
-    if not isinstance(data, dict):
-        return str(data)[:MAX_DETAIL]
     parts = [str(data[k]) for k in ("code", "description", "message") if data.get(k)]
     for error in data.get("errors") or []:
         if isinstance(error, dict):
             field = error.get("field")
             said = error.get("message") or error.get("code")
             parts.append(f"{field}: {said}" if field else str(said))
-    return "; ".join(parts)[:MAX_DETAIL]
+    return parts
 
 
 def _ticket_id(ticket: str) -> int:
@@ -145,9 +139,7 @@ class FreshdeskTickets:
         raw = f"{settings.api_key}:X".encode()
         self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False
-        )
+        self.http = client or default_client()
 
     def __repr__(self) -> str:
         return f"FreshdeskTickets(url={self._base!r})"
@@ -233,19 +225,17 @@ class FreshdeskTickets:
         json: Any = None,
         content: AsyncIterator[bytes] | None = None,
     ) -> httpx.Response:
-        request_headers = {"Accept": "application/json", "Authorization": self._auth}
-        request_headers.update(headers or {})
-        try:
-            response = await self.http.request(
-                method, url, params=params, headers=request_headers, json=json, content=content
-            )
-        except httpx.TransportError as exc:
-            raise network_error(SYSTEM, what, exc) from exc
+        response = await send(
+            self.http, SYSTEM, what, method, url, authorization=self._auth,
+            params=params, headers=headers, json=json, content=content,
+        )  # fmt: skip
         if not response.is_success:
             missing = (
                 f"ticket {ticket_id} does not exist or was deleted"
                 if ticket_id is not None
                 else None
             )
-            raise status_error(SYSTEM, what, response, _describe(response), not_found=missing)
+            raise status_error(
+                SYSTEM, what, response, describe(response, _error_parts), not_found=missing
+            )
         return response

@@ -1,4 +1,4 @@
-"""What every HTTP ticket client does alike: failures translated, bodies streamed exactly.
+"""What every HTTP ticket client does alike: sending, translating failures, exact bodies.
 
 The clients (Zendesk, Jira, Freshdesk, ServiceNow) do not loop retrying. Every failure
 becomes a :class:`~gateway.tickets.base.TicketError` that says whether trying
@@ -11,7 +11,7 @@ server's own error text, never credentials.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -20,6 +20,54 @@ from gateway.backoff import retry_after
 from gateway.tickets.base import AttachmentSource, TicketError
 
 MAX_DETAIL = 300
+
+# For a client made without an injected one (the application injects its own pool).
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
+
+
+def default_client() -> httpx.AsyncClient:
+    """A pool with sane timeouts and limits, that never follows a redirect (credentials)."""
+    return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False)
+
+
+async def send(
+    http: httpx.AsyncClient,
+    system: str,
+    what: str,
+    method: str,
+    url: str,
+    *,
+    authorization: str,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+    content: AsyncIterator[bytes] | None = None,
+) -> httpx.Response:
+    """One request asking for JSON with our credentials; a network failure is a TicketError.
+
+    The status is the caller's to judge (each system words its refusals).
+    """
+    request_headers = {"Accept": "application/json", **(headers or {})}
+    request_headers["Authorization"] = authorization
+    try:
+        return await http.request(
+            method, url, params=params, headers=request_headers, json=json, content=content
+        )
+    except httpx.TransportError as exc:
+        raise network_error(system, what, exc) from exc
+
+
+def describe(response: httpx.Response, parts: Callable[[dict[str, Any]], list[str]]) -> str:
+    """The server's own error text, short: ``parts`` picks it out of a JSON object body;
+    any other body is shown as it came."""
+    try:
+        data = response.json()
+    except ValueError:
+        return short_text(response)
+    if not isinstance(data, dict):
+        return str(data)[:MAX_DETAIL]
+    return "; ".join(parts(data))[:MAX_DETAIL]
 
 
 def short_text(response: httpx.Response) -> str:
@@ -89,6 +137,18 @@ def json_body(response: httpx.Response, system: str, what: str) -> Any:
             retryable=True,
             status=response.status_code,
         ) from None
+
+
+def json_object(response: httpx.Response, system: str, what: str) -> dict[str, Any]:
+    """The decoded body, which must be a JSON object; anything else is a transient failure."""
+    data = json_body(response, system, what)
+    if not isinstance(data, dict):
+        raise TicketError(
+            f"{system} {what}: HTTP {response.status_code} with a body that is not a JSON object",
+            retryable=True,
+            status=response.status_code,
+        )
+    return data
 
 
 def same_origin(base: str, url: str, system: str, what: str) -> str:

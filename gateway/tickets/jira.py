@@ -36,12 +36,12 @@ import httpx
 from gateway.settings import JiraSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
-    MAX_DETAIL,
     SizeMismatch,
+    default_client,
+    describe,
     exactly,
-    json_body,
-    network_error,
-    short_text,
+    json_object,
+    send,
     status_error,
 )
 
@@ -54,9 +54,6 @@ MAX_COMMENT_BYTES = 64 * 1024 * 1024
 # hash, the marker), so 25 fit.
 MAX_COMMENT_FILES = 25
 PAGE_LIMIT = 100
-
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
-DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
 
 SYSTEM = "Jira"
 CREDENTIALS = (
@@ -90,14 +87,8 @@ def unescape(body: str) -> str:
     return body.replace("\\[", "[").replace("\\]", "]")
 
 
-def _describe(response: httpx.Response) -> str:
+def _error_parts(data: dict[str, Any]) -> list[str]:
     """Jira's own error text: ``errorMessage`` (service desk) or ``errorMessages``/``errors``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return short_text(response)
-    if not isinstance(data, dict):
-        return str(data)[:MAX_DETAIL]
     parts: list[str] = []
     if data.get("errorMessage"):
         parts.append(str(data["errorMessage"]))
@@ -107,7 +98,11 @@ def _describe(response: httpx.Response) -> str:
     errors = data.get("errors")
     if isinstance(errors, dict):
         parts.extend(f"{k}: {v}" for k, v in errors.items())
-    return "; ".join(parts)[:MAX_DETAIL]
+    return parts
+
+
+def _describe(response: httpx.Response) -> str:
+    return describe(response, _error_parts)
 
 
 def _status_error(what: str, response: httpx.Response) -> TicketError:
@@ -147,9 +142,7 @@ class JiraTickets:
         raw = f"{settings.email}:{settings.api_token}".encode()
         self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False
-        )
+        self.http = client or default_client()
 
     def __repr__(self) -> str:
         return f"JiraTickets(url={self._base!r}, service_desk_id={self._desk!r})"
@@ -195,7 +188,7 @@ class JiraTickets:
                 f"comment listing of {key}",
                 params={"start": str(start), "limit": str(PAGE_LIMIT)},
             )
-            data = _json(response, f"comment listing of {key}")
+            data = json_object(response, SYSTEM, f"comment listing of {key}")
             values = data.get("values") or []
             for item in values:
                 if isinstance(item, dict) and isinstance(item.get("body"), str):
@@ -226,7 +219,7 @@ class JiraTickets:
         """The site's attachment settings (``GET /rest/api/3/attachment/meta``)."""
         what = "attachment settings"
         response = await self._request("GET", self._base + "/rest/api/3/attachment/meta", what)
-        data = _json(response, what)
+        data = json_object(response, SYSTEM, what)
         if data.get("enabled") is False:
             return 0
         limit = data.get("uploadLimit")
@@ -264,7 +257,7 @@ class JiraTickets:
             )
         except SizeMismatch as exc:
             raise TicketError(f"{SYSTEM} {what} failed: {exc}", retryable=False) from None
-        temporary = _json(response, what).get("temporaryAttachments")
+        temporary = json_object(response, SYSTEM, what).get("temporaryAttachments")
         first = temporary[0] if isinstance(temporary, list) and temporary else None
         ident = first.get("temporaryAttachmentId") if isinstance(first, dict) else None
         if not isinstance(ident, str | int) or ident == "":
@@ -302,14 +295,10 @@ class JiraTickets:
         body: AsyncIterator[bytes] | None = None,
         check: bool = True,
     ) -> httpx.Response:
-        request_headers = {"Accept": "application/json", **(headers or {})}
-        request_headers["Authorization"] = self._auth
-        try:
-            response = await self.http.request(
-                method, url, params=params, headers=request_headers, json=json, content=body
-            )
-        except httpx.TransportError as exc:
-            raise network_error(SYSTEM, what, exc) from exc
+        response = await send(
+            self.http, SYSTEM, what, method, url, authorization=self._auth,
+            params=params, headers=headers, json=json, content=body,
+        )  # fmt: skip
         if check and not response.is_success:
             raise _status_error(what, response)
         return response
@@ -334,14 +323,3 @@ async def _framed(head: bytes, attachment: AttachmentSource, tail: bytes) -> Asy
     async for chunk in exactly(attachment):
         yield chunk
     yield tail
-
-
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    data = json_body(response, SYSTEM, what)
-    if not isinstance(data, dict):
-        raise TicketError(
-            f"{SYSTEM} {what}: HTTP {response.status_code} with a body that is not a JSON object",
-            retryable=True,
-            status=response.status_code,
-        )
-    return data
