@@ -16,9 +16,12 @@ answers; :class:`EmulatorClient` is the base of each emulator's control client.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -47,6 +50,26 @@ class Faults:
     rate_window: float = 60.0
     # A queue of injected failures: [{"status", "count", "path", "method"}]
     fail_next: list[dict[str, Any]] = field(default_factory=list)
+
+
+def authorization(header: str | None) -> tuple[str, str] | None:
+    """An Authorization header as ``(scheme, value)``: the scheme lower-cased, a Basic
+    value decoded to ``user:password``; None when absent or malformed."""
+    if not header or " " not in header:
+        return None
+    scheme, value = header.split(" ", 1)
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return scheme, value
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Compare credentials in constant time (any text, not only ASCII)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
 
 
 class BaseState:

@@ -41,8 +41,6 @@ port, prints ``PORT <n>`` and serves until killed; credentials come from
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -59,7 +57,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.emulation import BaseState, Faults, create_app, serve
+from tests.support.emulation import (
+    BaseState,
+    Faults,
+    authorization,
+    create_app,
+    same_secret,
+    serve,
+)
 
 MiB = 1024 * 1024
 COMMENT_CHARS = 32_767  # Jira's limit on a text field such as a comment
@@ -209,17 +214,9 @@ class State(BaseState):
         return None
 
     def authenticate(self, header: str | None) -> bool:
-        if not header or " " not in header:
-            return False
-        scheme, value = header.split(" ", 1)
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
+        found = authorization(header)
         expected = f"{self.credentials.email}:{self.credentials.api_token}"
-        return secrets.compare_digest(decoded.encode(), expected.encode())
+        return found is not None and found[0] == "basic" and same_secret(found[1], expected)
 
     @staticmethod
     def comment_view(comment: Comment) -> dict[str, Any]:
