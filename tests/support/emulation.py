@@ -159,7 +159,8 @@ class Gate:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return f"{scope['method']} {route.path}"
+                # A format suffix (``.json``) a route accepts is not part of its name.
+                return f"{scope['method']} {route.path.replace('{ext:path}', '')}"
         return f"{scope['method']} {scope['path']}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -178,6 +179,7 @@ class Gate:
             "auth": state.auth_kind(auth),
             "content_type": headers.get("content-type"),
             "content_length": headers.get("content-length"),
+            "transfer_encoding": headers.get("transfer-encoding"),
             "status": None,
         }
         state.requests.append(record)
@@ -294,12 +296,10 @@ async def control_faults(request: Request) -> Response:
     if unknown:
         return JSONResponse({"error": f"unknown faults {unknown}"}, status_code=400)
     for name, value in data.items():
-        if name == "rate_limit":
-            faults.rate_limit = None if value is None else int(value)
-        elif name == "outage":
-            faults.outage = value
-        else:
-            setattr(faults, name, type(getattr(faults, name))(value))
+        current = getattr(faults, name)
+        if value is not None and current is not None:
+            value = type(current)(value)
+        setattr(faults, name, value)
     return JSONResponse({"ok": True})
 
 

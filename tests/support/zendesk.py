@@ -92,9 +92,9 @@ class ZendeskEmulator(EmulatorClient):
         """Comments as recorded: body, public, author_id, attachments with size and sha256."""
         return list(self._get(f"tickets/{int(ticket_id)}/comments")["comments"])
 
-    def set_rate_limit(self, limit: int, window: float = 600.0) -> None:  # type: ignore[override]
+    def set_update_limit(self, limit: int, window: float = 600.0) -> None:
         """Zendesk's per-ticket update limit: ``limit`` updates in ``window`` seconds."""
-        self._post("faults", {"rate_limit": limit, "rate_window": window})
+        self._post("faults", {"update_limit": limit, "update_window": window})
 
     def set_token_ttl(self, seconds: float) -> None:
         """Lifetime of upload tokens handed out from now on."""

@@ -210,7 +210,7 @@ def test_wrong_credentials_are_not_retryable(
 
 def test_rate_limit_is_retryable_with_retry_after(zendesk_api: ZendeskEmulator) -> None:
     zendesk_api.create_ticket(107)
-    zendesk_api.set_rate_limit(2, window=600)
+    zendesk_api.set_update_limit(2, window=600)
     settings = zendesk_api.settings()
     post(settings, "107", NewComment("1", False))
     post(settings, "107", NewComment("2", False))
@@ -309,7 +309,7 @@ def test_closed_ticket_is_not_retryable_and_not_reuploaded(zendesk_api: ZendeskE
 
 def test_find_markers_after_posting_and_not_before(zendesk_api: ZendeskEmulator) -> None:
     zendesk_api.create_ticket(114)
-    zendesk_api.set_rate_limit(1000)
+    zendesk_api.set_update_limit(1000)
     markers = ["[gw:file-1]", "[gw:file-2]"]
 
     async def go(t: ZendeskTickets) -> None:
