@@ -19,7 +19,6 @@ ticket as missing or deleted.
 
 from __future__ import annotations
 
-import base64
 import html
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +30,7 @@ from gateway.settings import FRESHDESK_ATTACHMENT_LIMIT, FreshdeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    basic_auth,
     default_client,
     describe,
     exactly,
@@ -136,8 +136,7 @@ class FreshdeskTickets:
         self, settings: FreshdeskSettings, *, client: httpx.AsyncClient | None = None
     ) -> None:
         self._base = settings.url.rstrip("/")
-        raw = f"{settings.api_key}:X".encode()
-        self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._auth = basic_auth(settings.api_key, "X")
         self._owns_client = client is None
         self.http = client or default_client()
 

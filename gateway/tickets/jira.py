@@ -25,7 +25,6 @@ never appear in messages.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -37,6 +36,7 @@ from gateway.settings import JiraSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    basic_auth,
     default_client,
     describe,
     exactly,
@@ -139,8 +139,7 @@ class JiraTickets:
     def __init__(self, settings: JiraSettings, *, client: httpx.AsyncClient | None = None) -> None:
         self._base = settings.url.rstrip("/")
         self._desk = settings.service_desk_id
-        raw = f"{settings.email}:{settings.api_token}".encode()
-        self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._auth = basic_auth(settings.email, settings.api_token)
         self._owns_client = client is None
         self.http = client or default_client()
 

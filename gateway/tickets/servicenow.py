@@ -24,7 +24,6 @@ readiness check.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -37,6 +36,7 @@ from gateway.settings import SERVICENOW_ATTACHMENT_LIMIT, ServiceNowSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    basic_auth,
     default_client,
     describe,
     exactly,
@@ -103,8 +103,7 @@ class ServiceNowTickets:
         if settings.oauth_token:
             self._auth = f"Bearer {settings.oauth_token}"
         elif settings.user and settings.password:
-            raw = f"{settings.user}:{settings.password}".encode()
-            self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+            self._auth = basic_auth(settings.user, settings.password)
         else:
             raise ValueError("ServiceNow settings carry no usable credentials")
         self._owns_client = client is None

@@ -20,7 +20,6 @@ Zendesk's own error text, and requests are logged by the outbox, not here.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from gateway.settings import ZendeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    basic_auth,
     default_client,
     describe,
     exactly,
@@ -80,8 +80,7 @@ class _Bearer(_Auth):
 
 class _Basic(_Auth):
     def __init__(self, email_addr: str, token: str) -> None:
-        raw = f"{email_addr}/token:{token}".encode()
-        self._value = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._value = basic_auth(f"{email_addr}/token", token)
 
     async def header(self, client: ZendeskTickets) -> str:
         return self._value
