@@ -510,7 +510,7 @@ def start_freshdesk_emulator(log_dir: Path) -> FreshdeskEmulator:
 
 
 @pytest.fixture(scope="session")
-def freshdesk_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshdeskEmulator]:
+def freshdesk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshdeskEmulator]:
     emulator = start_freshdesk_emulator(tmp_path_factory.mktemp("freshdesk"))
     try:
         yield emulator
@@ -519,10 +519,10 @@ def freshdesk_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fre
 
 
 @pytest.fixture
-def freshdesk(freshdesk_emulator: FreshdeskEmulator) -> FreshdeskEmulator:
+def freshdesk_api(freshdesk: FreshdeskEmulator) -> FreshdeskEmulator:
     """The session's emulator, emptied of tickets and faults for this test."""
-    freshdesk_emulator.reset()
-    return freshdesk_emulator
+    freshdesk.reset()
+    return freshdesk
 
 
 def main() -> None:

@@ -97,8 +97,8 @@ class ZendeskHelpdesk:
 HELPDESKS: dict[str, Callable[[pytest.FixtureRequest], HelpdeskEmulator]] = {
     "zendesk": lambda request: ZendeskHelpdesk(request.getfixturevalue("zendesk")),
     "jira": lambda request: request.getfixturevalue("jira"),
-    "freshdesk": lambda request: request.getfixturevalue("freshdesk_emulator"),
-    "servicenow": lambda request: request.getfixturevalue("servicenow_emulator"),
+    "freshdesk": lambda request: request.getfixturevalue("freshdesk"),
+    "servicenow": lambda request: request.getfixturevalue("servicenow"),
 }
 
 

@@ -633,7 +633,7 @@ def start_servicenow_emulator(log_dir: Path) -> ServiceNowEmulator:
 
 
 @pytest.fixture(scope="session")
-def servicenow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceNowEmulator]:
+def servicenow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceNowEmulator]:
     emulator = start_servicenow_emulator(tmp_path_factory.mktemp("servicenow"))
     try:
         yield emulator
@@ -642,10 +642,10 @@ def servicenow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 
 @pytest.fixture
-def servicenow(servicenow_emulator: ServiceNowEmulator) -> ServiceNowEmulator:
+def servicenow_api(servicenow: ServiceNowEmulator) -> ServiceNowEmulator:
     """The session's emulator, emptied of records and faults for this test."""
-    servicenow_emulator.reset()
-    return servicenow_emulator
+    servicenow.reset()
+    return servicenow
 
 
 def main() -> None:
