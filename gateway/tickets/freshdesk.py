@@ -20,20 +20,19 @@ ticket as missing or deleted.
 from __future__ import annotations
 
 import html
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
 from gateway.settings import FRESHDESK_ATTACHMENT_LIMIT, FreshdeskSettings
-from gateway.tickets.base import AttachmentSource, NewComment, TicketError
+from gateway.tickets.base import NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    StreamedForm,
     basic_auth,
     default_client,
     describe,
-    exactly,
     json_body,
     next_link,
     same_origin,
@@ -68,58 +67,6 @@ def _ticket_id(ticket: str) -> int:
             f"{ticket!r} is not a Freshdesk ticket number (digits only)", retryable=False
         )
     return int(text)
-
-
-def _quote_name(name: str) -> str:
-    """A file name for a multipart header, escaped as HTML forms escape it."""
-    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-
-
-class _Multipart:
-    """A streamed ``multipart/form-data`` body whose length is known in advance."""
-
-    def __init__(self, fields: dict[str, str], files: Sequence[AttachmentSource]) -> None:
-        self.boundary = "gateway-" + secrets.token_hex(16)
-        self._fields = fields
-        self._files = files
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    def _field_head(self, name: str) -> bytes:
-        return (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-        ).encode()
-
-    def _file_head(self, file: AttachmentSource) -> bytes:
-        content_type = file.content_type or "application/octet-stream"
-        return (
-            f"--{self.boundary}\r\nContent-Disposition: form-data; "
-            f'name="attachments[]"; filename="{_quote_name(file.filename)}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
-        ).encode()
-
-    def _tail(self) -> bytes:
-        return f"--{self.boundary}--\r\n".encode()
-
-    def __len__(self) -> int:
-        size = len(self._tail())
-        for name, value in self._fields.items():
-            size += len(self._field_head(name)) + len(value.encode()) + 2
-        for file in self._files:
-            size += len(self._file_head(file)) + file.size + 2
-        return size
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        for name, value in self._fields.items():
-            yield self._field_head(name) + value.encode() + b"\r\n"
-        for file in self._files:
-            yield self._file_head(file)
-            async for chunk in exactly(file):
-                yield chunk
-            yield b"\r\n"
-        yield self._tail()
 
 
 class FreshdeskTickets:
@@ -165,8 +112,10 @@ class FreshdeskTickets:
                 "POST", url, what, ticket_id, json={"body": body, "private": private}
             )
             return
-        form = _Multipart(
-            {"body": body, "private": "true" if private else "false"}, comment.attachments
+        form = StreamedForm(
+            {"body": body, "private": "true" if private else "false"},
+            comment.attachments,
+            file_field="attachments[]",
         )
         headers = {"Content-Type": form.content_type, "Content-Length": str(len(form))}
         try:

@@ -12,7 +12,8 @@ server's own error text, never credentials.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Mapping
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -186,3 +187,62 @@ async def exactly(attachment: AttachmentSource) -> AsyncIterator[bytes]:
         yield chunk
     if sent != attachment.size:
         raise SizeMismatch(f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes")
+
+
+def _quote_name(name: str) -> str:
+    """A file name for a multipart header, escaped as HTML forms escape it."""
+    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class StreamedForm:
+    """A ``multipart/form-data`` body whose length is known in advance.
+
+    Text ``fields`` first, then each file as a part named ``file_field``,
+    streamed from the store through :func:`exactly`.
+    """
+
+    def __init__(
+        self, fields: dict[str, str], files: Sequence[AttachmentSource], *, file_field: str
+    ) -> None:
+        self.boundary = "gateway-" + secrets.token_hex(16)
+        self._fields = fields
+        self._files = files
+        self._file_field = file_field
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def _field_head(self, name: str) -> bytes:
+        return (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        ).encode()
+
+    def _file_head(self, file: AttachmentSource) -> bytes:
+        content_type = file.content_type or "application/octet-stream"
+        return (
+            f"--{self.boundary}\r\nContent-Disposition: form-data; "
+            f'name="{self._file_field}"; filename="{_quote_name(file.filename)}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+
+    def _tail(self) -> bytes:
+        return f"--{self.boundary}--\r\n".encode()
+
+    def __len__(self) -> int:
+        size = len(self._tail())
+        for name, value in self._fields.items():
+            size += len(self._field_head(name)) + len(value.encode()) + 2
+        for file in self._files:
+            size += len(self._file_head(file)) + file.size + 2
+        return size
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for name, value in self._fields.items():
+            yield self._field_head(name) + value.encode() + b"\r\n"
+        for file in self._files:
+            yield self._file_head(file)
+            async for chunk in exactly(file):
+                yield chunk
+            yield b"\r\n"
+        yield self._tail()

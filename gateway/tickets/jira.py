@@ -25,7 +25,6 @@ never appear in messages.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -36,10 +35,10 @@ from gateway.settings import JiraSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
     SizeMismatch,
+    StreamedForm,
     basic_auth,
     default_client,
     describe,
-    exactly,
     json_object,
     send,
     status_error,
@@ -236,15 +235,13 @@ class JiraTickets:
 
     async def _upload(self, attachment: AttachmentSource) -> str:
         what = f"temporary attachment of {attachment.filename!r}"
-        boundary = "gateway-" + os.urandom(12).hex()
-        head, tail = _multipart_frame(boundary, attachment)
-        length = len(head) + attachment.size + len(tail)
+        form = StreamedForm({}, [attachment], file_field="file")
         headers = {
             "X-Atlassian-Token": "no-check",
             # Once required while the call was experimental; harmless since.
             "X-ExperimentalApi": "opt-in",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
+            "Content-Type": form.content_type,
+            "Content-Length": str(len(form)),
         }
         try:
             response = await self._request(
@@ -252,7 +249,7 @@ class JiraTickets:
                 self.url(f"/servicedesk/{self._desk}/attachTemporaryFile"),
                 what,
                 headers=headers,
-                body=_framed(head, attachment, tail),
+                body=form.stream(),
             )
         except SizeMismatch as exc:
             raise TicketError(f"{SYSTEM} {what} failed: {exc}", retryable=False) from None
@@ -301,24 +298,3 @@ class JiraTickets:
         if check and not response.is_success:
             raise _status_error(what, response)
         return response
-
-
-def _multipart_frame(boundary: str, attachment: AttachmentSource) -> tuple[bytes, bytes]:
-    """The bytes around one ``file`` part, so the file itself can be streamed."""
-    # As browsers send it: UTF-8, with quote and line breaks percent-encoded.
-    name = attachment.filename.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-    disposition = f'form-data; name="file"; filename="{name}"'
-    content_type = attachment.content_type or "application/octet-stream"
-    head = (
-        f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-        f"Content-Type: {content_type}\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    return head, tail
-
-
-async def _framed(head: bytes, attachment: AttachmentSource, tail: bytes) -> AsyncIterator[bytes]:
-    yield head
-    async for chunk in exactly(attachment):
-        yield chunk
-    yield tail
