@@ -383,7 +383,10 @@ def _closed(item: CustomerRequest) -> JSONResponse | None:
     return None
 
 
-async def create_attachment(request: Request) -> Response:
+async def _write_target(
+    request: Request,
+) -> tuple[State, CustomerRequest, dict[str, Any]] | Response:
+    """The request a write names and the JSON object sent, or the refusal."""
     state = _state(request)
     id_or_key = request.path_params["key"]
     item = state.find(id_or_key)
@@ -392,6 +395,14 @@ async def create_attachment(request: Request) -> Response:
     data = await _json_body(request)
     if data is None:
         return _error(400, "The request body must be a JSON object.")
+    return state, item, data
+
+
+async def create_attachment(request: Request) -> Response:
+    found = await _write_target(request)
+    if isinstance(found, Response):
+        return found
+    state, item, data = found
     if (refused := _closed(item)) is not None:
         return refused
     ids = data.get("temporaryAttachmentIds")
@@ -438,14 +449,10 @@ async def create_attachment(request: Request) -> Response:
 
 
 async def create_comment(request: Request) -> Response:
-    state = _state(request)
-    id_or_key = request.path_params["key"]
-    item = state.find(id_or_key)
-    if item is None:
-        return _not_found(id_or_key)
-    data = await _json_body(request)
-    if data is None:
-        return _error(400, "The request body must be a JSON object.")
+    found = await _write_target(request)
+    if isinstance(found, Response):
+        return found
+    state, item, data = found
     body = data.get("body")
     if not isinstance(body, str) or not body.strip():
         return _error(400, "The comment body can not be empty.")
