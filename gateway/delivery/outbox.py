@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gateway.backoff import backoff as shared_backoff
 from gateway.delivery import comments
 from gateway.errors import GatewayError
 from gateway.links import Links
@@ -85,8 +86,7 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     """
     if retry_after is not None:
         return float(min(max(retry_after, 0.5), 3600.0)) + random.uniform(0, 0.5)
-    delay: float = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** min(attempts, 12))
-    return delay * random.uniform(0.5, 1.0)
+    return shared_backoff(attempts, BACKOFF_BASE, BACKOFF_MAX)
 
 
 def is_refusal(exc: TicketError) -> bool:

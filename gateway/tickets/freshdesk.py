@@ -19,25 +19,24 @@ ticket as missing or deleted.
 
 from __future__ import annotations
 
-import base64
 import html
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
 from gateway.settings import FRESHDESK_ATTACHMENT_LIMIT, FreshdeskSettings
-from gateway.tickets.base import AttachmentSource, NewComment, TicketError
+from gateway.tickets.base import NewComment, TicketError
 from gateway.tickets.httpapi import (
-    MAX_DETAIL,
     SizeMismatch,
-    exactly,
+    StreamedForm,
+    basic_auth,
+    default_client,
+    describe,
     json_body,
-    network_error,
     next_link,
     same_origin,
-    short_text,
+    send,
     status_error,
 )
 
@@ -50,21 +49,15 @@ def note_html(text: str) -> str:
     return "<br>".join(html.escape(line, quote=False) for line in text.rstrip("\n").split("\n"))
 
 
-def _describe(response: httpx.Response) -> str:
+def _error_parts(data: dict[str, Any]) -> list[str]:
     """Freshdesk's own error text: ``description``/``message`` and each field error."""
-    try:
-        data = response.json()
-    except ValueError:
-        return short_text(response)
-    if not isinstance(data, dict):
-        return str(data)[:MAX_DETAIL]
     parts = [str(data[k]) for k in ("code", "description", "message") if data.get(k)]
     for error in data.get("errors") or []:
         if isinstance(error, dict):
             field = error.get("field")
             said = error.get("message") or error.get("code")
             parts.append(f"{field}: {said}" if field else str(said))
-    return "; ".join(parts)[:MAX_DETAIL]
+    return parts
 
 
 def _ticket_id(ticket: str) -> int:
@@ -74,58 +67,6 @@ def _ticket_id(ticket: str) -> int:
             f"{ticket!r} is not a Freshdesk ticket number (digits only)", retryable=False
         )
     return int(text)
-
-
-def _quote_name(name: str) -> str:
-    """A file name for a multipart header, escaped as HTML forms escape it."""
-    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-
-
-class _Multipart:
-    """A streamed ``multipart/form-data`` body whose length is known in advance."""
-
-    def __init__(self, fields: dict[str, str], files: Sequence[AttachmentSource]) -> None:
-        self.boundary = "gateway-" + secrets.token_hex(16)
-        self._fields = fields
-        self._files = files
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    def _field_head(self, name: str) -> bytes:
-        return (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-        ).encode()
-
-    def _file_head(self, file: AttachmentSource) -> bytes:
-        content_type = file.content_type or "application/octet-stream"
-        return (
-            f"--{self.boundary}\r\nContent-Disposition: form-data; "
-            f'name="attachments[]"; filename="{_quote_name(file.filename)}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n"
-        ).encode()
-
-    def _tail(self) -> bytes:
-        return f"--{self.boundary}--\r\n".encode()
-
-    def __len__(self) -> int:
-        size = len(self._tail())
-        for name, value in self._fields.items():
-            size += len(self._field_head(name)) + len(value.encode()) + 2
-        for file in self._files:
-            size += len(self._file_head(file)) + file.size + 2
-        return size
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        for name, value in self._fields.items():
-            yield self._field_head(name) + value.encode() + b"\r\n"
-        for file in self._files:
-            yield self._file_head(file)
-            async for chunk in exactly(file):
-                yield chunk
-            yield b"\r\n"
-        yield self._tail()
 
 
 class FreshdeskTickets:
@@ -142,12 +83,9 @@ class FreshdeskTickets:
         self, settings: FreshdeskSettings, *, client: httpx.AsyncClient | None = None
     ) -> None:
         self._base = settings.url.rstrip("/")
-        raw = f"{settings.api_key}:X".encode()
-        self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._auth = basic_auth(settings.api_key, "X")
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False
-        )
+        self.http = client or default_client()
 
     def __repr__(self) -> str:
         return f"FreshdeskTickets(url={self._base!r})"
@@ -174,8 +112,10 @@ class FreshdeskTickets:
                 "POST", url, what, ticket_id, json={"body": body, "private": private}
             )
             return
-        form = _Multipart(
-            {"body": body, "private": "true" if private else "false"}, comment.attachments
+        form = StreamedForm(
+            {"body": body, "private": "true" if private else "false"},
+            comment.attachments,
+            file_field="attachments[]",
         )
         headers = {"Content-Type": form.content_type, "Content-Length": str(len(form))}
         try:
@@ -233,19 +173,17 @@ class FreshdeskTickets:
         json: Any = None,
         content: AsyncIterator[bytes] | None = None,
     ) -> httpx.Response:
-        request_headers = {"Accept": "application/json", "Authorization": self._auth}
-        request_headers.update(headers or {})
-        try:
-            response = await self.http.request(
-                method, url, params=params, headers=request_headers, json=json, content=content
-            )
-        except httpx.TransportError as exc:
-            raise network_error(SYSTEM, what, exc) from exc
+        response = await send(
+            self.http, SYSTEM, what, method, url, authorization=self._auth,
+            params=params, headers=headers, json=json, content=content,
+        )  # fmt: skip
         if not response.is_success:
             missing = (
                 f"ticket {ticket_id} does not exist or was deleted"
                 if ticket_id is not None
                 else None
             )
-            raise status_error(SYSTEM, what, response, _describe(response), not_found=missing)
+            raise status_error(
+                SYSTEM, what, response, describe(response, _error_parts), not_found=missing
+            )
         return response

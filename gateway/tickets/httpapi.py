@@ -1,6 +1,6 @@
-"""What every HTTP ticket client does alike: failures translated, bodies streamed exactly.
+"""What every HTTP ticket client does alike: sending, translating failures, exact bodies.
 
-The clients (Zendesk, Freshdesk, ServiceNow) do not loop retrying. Every failure
+The clients (Zendesk, Jira, Freshdesk, ServiceNow) do not loop retrying. Every failure
 becomes a :class:`~gateway.tickets.base.TicketError` that says whether trying
 later can help and what the server's ``Retry-After`` asked for; the delivery
 outbox owns backoff. 401 and 403 are configuration errors (never retryable),
@@ -11,35 +11,70 @@ server's own error text, never credentials.
 
 from __future__ import annotations
 
-import email.utils
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+import base64
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from gateway.backoff import retry_after
 from gateway.tickets.base import AttachmentSource, TicketError
 
 MAX_DETAIL = 300
 
+# For a client made without an injected one (the application injects its own pool).
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` header value for HTTP Basic auth (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def default_client() -> httpx.AsyncClient:
+    """A pool with sane timeouts and limits, that never follows a redirect (credentials)."""
+    return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False)
+
+
+async def send(
+    http: httpx.AsyncClient,
+    system: str,
+    what: str,
+    method: str,
+    url: str,
+    *,
+    authorization: str,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+    content: AsyncIterator[bytes] | None = None,
+) -> httpx.Response:
+    """One request asking for JSON with our credentials; a network failure is a TicketError.
+
+    The status is the caller's to judge (each system words its refusals).
+    """
+    request_headers = {"Accept": "application/json", **(headers or {})}
+    request_headers["Authorization"] = authorization
     try:
-        return max(0.0, float(value))
+        return await http.request(
+            method, url, params=params, headers=request_headers, json=json, content=content
+        )
+    except httpx.TransportError as exc:
+        raise network_error(system, what, exc) from exc
+
+
+def describe(response: httpx.Response, parts: Callable[[dict[str, Any]], list[str]]) -> str:
+    """The server's own error text, short: ``parts`` picks it out of a JSON object body;
+    any other body is shown as it came."""
+    try:
+        data = response.json()
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
+        return short_text(response)
+    if not isinstance(data, dict):
+        return str(data)[:MAX_DETAIL]
+    return "; ".join(parts(data))[:MAX_DETAIL]
 
 
 def short_text(response: httpx.Response) -> str:
@@ -54,17 +89,22 @@ def status_error(
     detail: str,
     *,
     not_found: str | None = None,
+    credentials: str | None = None,
+    refusals: Mapping[int, str] | None = None,
 ) -> TicketError:
     """Translate a failed response of ``system`` into a TicketError.
 
     ``detail`` is the server's own error text, already extracted; ``not_found``
-    replaces the generic wording of a 404 (a deleted ticket deserves to be named).
+    replaces the generic wording of a 404 (a deleted ticket deserves to be named);
+    ``credentials`` names what to check after a 401/403 (the system's
+    variables); ``refusals`` are further statuses this system means as final,
+    each with the words that explain it (empty: none).
     """
     status = response.status_code
     message = f"{system} {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
     if status in (401, 403):
         return TicketError(
-            f"{message}: unauthorized, check the {system} credentials",
+            f"{message}: unauthorized, check {credentials or f'the {system} credentials'}",
             retryable=False,
             status=status,
         )
@@ -73,10 +113,14 @@ def status_error(
             message,
             retryable=True,
             status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after(response.headers.get("retry-after")),
         )
-    if status == 404 and not_found:
-        return TicketError(f"{message}: {not_found}", retryable=False, status=status)
+    explained = {**(refusals or {}), **({404: not_found} if not_found else {})}
+    if status in explained:
+        words = explained[status]
+        return TicketError(
+            f"{message}: {words}" if words else message, retryable=False, status=status
+        )
     # 409: concurrent updates of one ticket (Zendesk answers so); 408: a slow hop.
     retryable = status >= 500 or status in (408, 409)
     return TicketError(message, retryable=retryable, status=status)
@@ -100,6 +144,18 @@ def json_body(response: httpx.Response, system: str, what: str) -> Any:
             retryable=True,
             status=response.status_code,
         ) from None
+
+
+def json_object(response: httpx.Response, system: str, what: str) -> dict[str, Any]:
+    """The decoded body, which must be a JSON object; anything else is a transient failure."""
+    data = json_body(response, system, what)
+    if not isinstance(data, dict):
+        raise TicketError(
+            f"{system} {what}: HTTP {response.status_code} with a body that is not a JSON object",
+            retryable=True,
+            status=response.status_code,
+        )
+    return data
 
 
 def same_origin(base: str, url: str, system: str, what: str) -> str:
@@ -131,3 +187,62 @@ async def exactly(attachment: AttachmentSource) -> AsyncIterator[bytes]:
         yield chunk
     if sent != attachment.size:
         raise SizeMismatch(f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes")
+
+
+def _quote_name(name: str) -> str:
+    """A file name for a multipart header, escaped as HTML forms escape it."""
+    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class StreamedForm:
+    """A ``multipart/form-data`` body whose length is known in advance.
+
+    Text ``fields`` first, then each file as a part named ``file_field``,
+    streamed from the store through :func:`exactly`.
+    """
+
+    def __init__(
+        self, fields: dict[str, str], files: Sequence[AttachmentSource], *, file_field: str
+    ) -> None:
+        self.boundary = "gateway-" + secrets.token_hex(16)
+        self._fields = fields
+        self._files = files
+        self._file_field = file_field
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def _field_head(self, name: str) -> bytes:
+        return (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        ).encode()
+
+    def _file_head(self, file: AttachmentSource) -> bytes:
+        content_type = file.content_type or "application/octet-stream"
+        return (
+            f"--{self.boundary}\r\nContent-Disposition: form-data; "
+            f'name="{self._file_field}"; filename="{_quote_name(file.filename)}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+
+    def _tail(self) -> bytes:
+        return f"--{self.boundary}--\r\n".encode()
+
+    def __len__(self) -> int:
+        size = len(self._tail())
+        for name, value in self._fields.items():
+            size += len(self._field_head(name)) + len(value.encode()) + 2
+        for file in self._files:
+            size += len(self._file_head(file)) + file.size + 2
+        return size
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for name, value in self._fields.items():
+            yield self._field_head(name) + value.encode() + b"\r\n"
+        for file in self._files:
+            yield self._file_head(file)
+            async for chunk in exactly(file):
+                yield chunk
+            yield b"\r\n"
+        yield self._tail()

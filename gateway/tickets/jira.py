@@ -25,8 +25,6 @@ never appear in messages.
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -35,7 +33,16 @@ import httpx
 
 from gateway.settings import JiraSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
-from gateway.tickets.zendesk import parse_retry_after
+from gateway.tickets.httpapi import (
+    SizeMismatch,
+    StreamedForm,
+    basic_auth,
+    default_client,
+    describe,
+    json_object,
+    send,
+    status_error,
+)
 
 # One comment's attachments add up to at most this many bytes, so the work to
 # redo when temporary attachments expire stays bounded; a single larger file
@@ -47,10 +54,21 @@ MAX_COMMENT_BYTES = 64 * 1024 * 1024
 MAX_COMMENT_FILES = 25
 PAGE_LIMIT = 100
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
-DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
-
-_MAX_DETAIL = 300
+SYSTEM = "Jira"
+CREDENTIALS = (
+    "GATEWAY_JIRA_EMAIL, GATEWAY_JIRA_API_TOKEN and that the account is an agent of the "
+    "service desk"
+)
+# What Jira means as final, and how to say it. Unlike Zendesk, a 409 is not
+# a conflict that clears by itself.
+REFUSALS = {
+    404: "the request does not exist (deleted?) or this account cannot see it",
+    409: "",
+    413: (
+        "larger than the Jira site's attachment size setting "
+        "(lower GATEWAY_ATTACHMENT_MAX to match it)"
+    ),
+}
 # An issue key (PROJECT-123) or a numeric issue id.
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,254}-[1-9][0-9]{0,17}|[1-9][0-9]{0,17}")
 
@@ -68,14 +86,8 @@ def unescape(body: str) -> str:
     return body.replace("\\[", "[").replace("\\]", "]")
 
 
-def _describe(response: httpx.Response) -> str:
+def _error_parts(data: dict[str, Any]) -> list[str]:
     """Jira's own error text: ``errorMessage`` (service desk) or ``errorMessages``/``errors``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip().replace("\n", " ")[:_MAX_DETAIL]
-    if not isinstance(data, dict):
-        return str(data)[:_MAX_DETAIL]
     parts: list[str] = []
     if data.get("errorMessage"):
         parts.append(str(data["errorMessage"]))
@@ -85,48 +97,21 @@ def _describe(response: httpx.Response) -> str:
     errors = data.get("errors")
     if isinstance(errors, dict):
         parts.extend(f"{k}: {v}" for k, v in errors.items())
-    return "; ".join(parts)[:_MAX_DETAIL]
+    return parts
+
+
+def _describe(response: httpx.Response) -> str:
+    return describe(response, _error_parts)
 
 
 def _status_error(what: str, response: httpx.Response) -> TicketError:
-    status = response.status_code
-    detail = _describe(response)
-    message = f"Jira {what} failed: HTTP {status}" + (f" ({detail})" if detail else "")
-    if status in (401, 403):
-        return TicketError(
-            f"{message}: unauthorized, check GATEWAY_JIRA_EMAIL, GATEWAY_JIRA_API_TOKEN and "
-            "that the account is an agent of the service desk",
-            retryable=False,
-            status=status,
-        )
-    if status in (429, 503):
-        return TicketError(
-            message,
-            retryable=True,
-            status=status,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
-    if status == 404:
-        return TicketError(
-            f"{message}: the request does not exist (deleted?) or this account cannot see it",
-            retryable=False,
-            status=status,
-        )
-    if status == 413:
-        return TicketError(
-            f"{message}: larger than the Jira site's attachment size setting "
-            "(lower GATEWAY_ATTACHMENT_MAX to match it)",
-            retryable=False,
-            status=status,
-        )
-    return TicketError(message, retryable=status >= 500 or status == 408, status=status)
-
-
-def _network_error(what: str, exc: httpx.TransportError) -> TicketError:
-    reason = str(exc) or type(exc).__name__
-    return TicketError(
-        f"Jira {what} failed: {type(exc).__name__}: {reason}"[: _MAX_DETAIL + 80],
-        retryable=True,
+    return status_error(
+        SYSTEM,
+        what,
+        response,
+        _describe(response),
+        credentials=CREDENTIALS,
+        refusals=REFUSALS,
     )
 
 
@@ -153,12 +138,9 @@ class JiraTickets:
     def __init__(self, settings: JiraSettings, *, client: httpx.AsyncClient | None = None) -> None:
         self._base = settings.url.rstrip("/")
         self._desk = settings.service_desk_id
-        raw = f"{settings.email}:{settings.api_token}".encode()
-        self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._auth = basic_auth(settings.email, settings.api_token)
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False
-        )
+        self.http = client or default_client()
 
     def __repr__(self) -> str:
         return f"JiraTickets(url={self._base!r}, service_desk_id={self._desk!r})"
@@ -204,7 +186,7 @@ class JiraTickets:
                 f"comment listing of {key}",
                 params={"start": str(start), "limit": str(PAGE_LIMIT)},
             )
-            data = _json(response, f"comment listing of {key}")
+            data = json_object(response, SYSTEM, f"comment listing of {key}")
             values = data.get("values") or []
             for item in values:
                 if isinstance(item, dict) and isinstance(item.get("body"), str):
@@ -235,7 +217,7 @@ class JiraTickets:
         """The site's attachment settings (``GET /rest/api/3/attachment/meta``)."""
         what = "attachment settings"
         response = await self._request("GET", self._base + "/rest/api/3/attachment/meta", what)
-        data = _json(response, what)
+        data = json_object(response, SYSTEM, what)
         if data.get("enabled") is False:
             return 0
         limit = data.get("uploadLimit")
@@ -253,15 +235,13 @@ class JiraTickets:
 
     async def _upload(self, attachment: AttachmentSource) -> str:
         what = f"temporary attachment of {attachment.filename!r}"
-        boundary = "gateway-" + os.urandom(12).hex()
-        head, tail = _multipart_frame(boundary, attachment)
-        length = len(head) + attachment.size + len(tail)
+        form = StreamedForm({}, [attachment], file_field="file")
         headers = {
             "X-Atlassian-Token": "no-check",
             # Once required while the call was experimental; harmless since.
             "X-ExperimentalApi": "opt-in",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
+            "Content-Type": form.content_type,
+            "Content-Length": str(len(form)),
         }
         try:
             response = await self._request(
@@ -269,11 +249,11 @@ class JiraTickets:
                 self.url(f"/servicedesk/{self._desk}/attachTemporaryFile"),
                 what,
                 headers=headers,
-                body=_framed(head, attachment, tail),
+                body=form.stream(),
             )
-        except _SizeMismatch as exc:
-            raise TicketError(f"Jira {what} failed: {exc}", retryable=False) from None
-        temporary = _json(response, what).get("temporaryAttachments")
+        except SizeMismatch as exc:
+            raise TicketError(f"{SYSTEM} {what} failed: {exc}", retryable=False) from None
+        temporary = json_object(response, SYSTEM, what).get("temporaryAttachments")
         first = temporary[0] if isinstance(temporary, list) and temporary else None
         ident = first.get("temporaryAttachmentId") if isinstance(first, dict) else None
         if not isinstance(ident, str | int) or ident == "":
@@ -311,61 +291,10 @@ class JiraTickets:
         body: AsyncIterator[bytes] | None = None,
         check: bool = True,
     ) -> httpx.Response:
-        request_headers = {"Accept": "application/json", **(headers or {})}
-        request_headers["Authorization"] = self._auth
-        try:
-            response = await self.http.request(
-                method, url, params=params, headers=request_headers, json=json, content=body
-            )
-        except httpx.TransportError as exc:
-            raise _network_error(what, exc) from exc
+        response = await send(
+            self.http, SYSTEM, what, method, url, authorization=self._auth,
+            params=params, headers=headers, json=json, content=body,
+        )  # fmt: skip
         if check and not response.is_success:
             raise _status_error(what, response)
         return response
-
-
-class _SizeMismatch(Exception):
-    pass
-
-
-def _multipart_frame(boundary: str, attachment: AttachmentSource) -> tuple[bytes, bytes]:
-    """The bytes around one ``file`` part, so the file itself can be streamed."""
-    # As browsers send it: UTF-8, with quote and line breaks percent-encoded.
-    name = attachment.filename.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-    disposition = f'form-data; name="file"; filename="{name}"'
-    content_type = attachment.content_type or "application/octet-stream"
-    head = (
-        f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-        f"Content-Type: {content_type}\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    return head, tail
-
-
-async def _framed(head: bytes, attachment: AttachmentSource, tail: bytes) -> AsyncIterator[bytes]:
-    yield head
-    sent = 0
-    async for chunk in attachment.open():
-        sent += len(chunk)
-        if sent > attachment.size:
-            raise _SizeMismatch(f"{attachment.filename!r} is longer than {attachment.size} bytes")
-        yield chunk
-    if sent != attachment.size:
-        raise _SizeMismatch(
-            f"{attachment.filename!r} ended after {sent} of {attachment.size} bytes"
-        )
-    yield tail
-
-
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise TicketError(
-            f"Jira {what}: HTTP {response.status_code} with a body that is not a JSON object",
-            retryable=True,
-            status=response.status_code,
-        )
-    return data

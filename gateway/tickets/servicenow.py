@@ -24,7 +24,6 @@ readiness check.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -36,12 +35,14 @@ import httpx
 from gateway.settings import SERVICENOW_ATTACHMENT_LIMIT, ServiceNowSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
-    MAX_DETAIL,
     SizeMismatch,
+    basic_auth,
+    default_client,
+    describe,
     exactly,
     json_body,
     network_error,
-    short_text,
+    send,
     status_error,
 )
 
@@ -59,17 +60,16 @@ class Record:
     mod_count: int | None
 
 
-def _describe(response: httpx.Response) -> str:
+def _error_parts(data: dict[str, Any]) -> list[str]:
     """ServiceNow's own error text: ``error.message`` and ``error.detail``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return short_text(response)
-    error = data.get("error") if isinstance(data, dict) else None
+    error = data.get("error")
     if not isinstance(error, dict):
-        return str(data)[:MAX_DETAIL]
-    parts = [str(error[k]) for k in ("message", "detail") if error.get(k)]
-    return "; ".join(parts)[:MAX_DETAIL]
+        return [str(data)]
+    return [str(error[k]) for k in ("message", "detail") if error.get(k)]
+
+
+def _describe(response: httpx.Response) -> str:
+    return describe(response, _error_parts)
 
 
 def _mod_count(value: Any) -> int | None:
@@ -103,14 +103,11 @@ class ServiceNowTickets:
         if settings.oauth_token:
             self._auth = f"Bearer {settings.oauth_token}"
         elif settings.user and settings.password:
-            raw = f"{settings.user}:{settings.password}".encode()
-            self._auth = "Basic " + base64.b64encode(raw).decode("ascii")
+            self._auth = basic_auth(settings.user, settings.password)
         else:
             raise ValueError("ServiceNow settings carry no usable credentials")
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False
-        )
+        self.http = client or default_client()
 
     def __repr__(self) -> str:
         return f"ServiceNowTickets(url={self._base!r}, table={self.table!r})"
@@ -328,14 +325,10 @@ class ServiceNowTickets:
         content: AsyncIterator[bytes] | None = None,
         record: Record | None = None,
     ) -> httpx.Response:
-        request_headers = {"Accept": "application/json", "Authorization": self._auth}
-        request_headers.update(headers or {})
-        try:
-            response = await self.http.request(
-                method, url, params=params, headers=request_headers, json=json, content=content
-            )
-        except httpx.TransportError as exc:
-            raise network_error(SYSTEM, what, exc) from exc
+        response = await send(
+            self.http, SYSTEM, what, method, url, authorization=self._auth,
+            params=params, headers=headers, json=json, content=content,
+        )  # fmt: skip
         if not response.is_success:
             missing = f"record {record.number} does not exist or was deleted" if record else None
             raise status_error(SYSTEM, what, response, _describe(response), not_found=missing)

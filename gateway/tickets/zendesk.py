@@ -20,7 +20,6 @@ Zendesk's own error text, and requests are logged by the outbox, not here.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -30,13 +29,17 @@ import httpx
 from gateway.settings import ZendeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError
 from gateway.tickets.httpapi import (
-    MAX_DETAIL,
     SizeMismatch,
+    basic_auth,
+    default_client,
+    describe,
     exactly,
+    json_object,
     network_error,
+    same_origin,
+    send,
     status_error,
 )
-from gateway.tickets.httpapi import parse_retry_after as parse_retry_after
 
 # Zendesk accepts attachments of up to 50 MB each. A comment carries at most
 # this many bytes of attachments in total, so one comment's uploads stay a
@@ -45,8 +48,7 @@ from gateway.tickets.httpapi import parse_retry_after as parse_retry_after
 MAX_FILE_BYTES = 50_000_000
 MAX_COMMENT_BYTES = 50_000_000
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
-DEFAULT_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30)
+SYSTEM = "Zendesk"
 
 # Renew a client-credentials token this long (at most) before it runs out.
 _RENEW_MARGIN = 60.0
@@ -78,8 +80,7 @@ class _Bearer(_Auth):
 
 class _Basic(_Auth):
     def __init__(self, email_addr: str, token: str) -> None:
-        raw = f"{email_addr}/token:{token}".encode()
-        self._value = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._value = basic_auth(f"{email_addr}/token", token)
 
     async def header(self, client: ZendeskTickets) -> str:
         return self._value
@@ -119,7 +120,7 @@ class _ClientCredentials(_Auth):
         try:
             response = await client.http.post(client.url("/oauth/tokens"), json=payload)
         except httpx.TransportError as exc:
-            raise _network_error("token exchange", exc) from exc
+            raise network_error(SYSTEM, "token exchange", exc) from exc
         if response.status_code != 200:
             raise _status_error("token exchange", response)
         try:
@@ -152,15 +153,8 @@ def _auth_for(settings: ZendeskSettings) -> _Auth:
     raise ValueError("Zendesk settings carry no usable credentials")
 
 
-def _describe(response: httpx.Response) -> str:
-    """Zendesk's own error text, short: ``error``, ``description`` and ``details``."""
-    try:
-        data = response.json()
-    except ValueError:
-        text = response.text.strip().replace("\n", " ")
-        return text[:MAX_DETAIL]
-    if not isinstance(data, dict):
-        return str(data)[:MAX_DETAIL]
+def _error_parts(data: dict[str, Any]) -> list[str]:
+    """Zendesk's own error text: ``error``, ``description`` and ``details``."""
     parts: list[str] = []
     error = data.get("error")
     if isinstance(error, dict):
@@ -177,15 +171,11 @@ def _describe(response: httpx.Response) -> str:
                 for problem in problems:
                     said = problem.get("description") if isinstance(problem, dict) else problem
                     parts.append(f"{field}: {said}")
-    return "; ".join(parts)[:MAX_DETAIL]
+    return parts
 
 
 def _status_error(what: str, response: httpx.Response) -> TicketError:
-    return status_error("Zendesk", what, response, _describe(response))
-
-
-def _network_error(what: str, exc: httpx.TransportError) -> TicketError:
-    return network_error("Zendesk", what, exc)
+    return status_error(SYSTEM, what, response, describe(response, _error_parts))
 
 
 class ZendeskTickets:
@@ -209,9 +199,7 @@ class ZendeskTickets:
         self._base = settings.url.rstrip("/")
         self._auth = _auth_for(settings)
         self._owns_client = client is None
-        self.http = client or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, limits=DEFAULT_LIMITS, follow_redirects=False
-        )
+        self.http = client or default_client()
         self.clock = clock
 
     def __repr__(self) -> str:
@@ -250,7 +238,7 @@ class ZendeskTickets:
         params: dict[str, str] | None = {"sort_order": "desc", "per_page": "100"}
         while url is not None:
             response = await self._request("GET", url, "comment listing", params=params)
-            data = _json(response, "comment listing")
+            data = json_object(response, SYSTEM, "comment listing")
             for item in data.get("comments") or []:
                 if not isinstance(item, dict):
                     continue
@@ -260,13 +248,17 @@ class ZendeskTickets:
             if found == wanted:
                 break
             next_page = data.get("next_page")
-            url = self._same_origin(next_page) if isinstance(next_page, str) else None
+            url = (
+                same_origin(self._base, next_page, SYSTEM, "comment listing")
+                if isinstance(next_page, str)
+                else None
+            )
             params = None
         return found
 
     async def ping(self) -> None:
         response = await self._request("GET", self.url("/api/v2/users/me"), "credentials check")
-        user = _json(response, "credentials check").get("user")
+        user = json_object(response, SYSTEM, "credentials check").get("user")
         # Zendesk answers an unauthenticated /users/me with an anonymous user.
         if not isinstance(user, dict) or user.get("id") is None:
             raise TicketError(
@@ -306,7 +298,7 @@ class ZendeskTickets:
             raise TicketError(f"Zendesk {what} failed: {exc}", retryable=False) from None
         if response.status_code != 201 and response.status_code != 200:
             raise _status_error(what, response)
-        upload = _json(response, what).get("upload")
+        upload = json_object(response, SYSTEM, what).get("upload")
         token = upload.get("token") if isinstance(upload, dict) else None
         if not isinstance(token, str) or not token:
             raise TicketError(f"Zendesk {what}: response has no upload token", retryable=True)
@@ -346,19 +338,11 @@ class ZendeskTickets:
     ) -> httpx.Response:
         """Send once (twice if a refreshable OAuth token is refused); translate failures."""
         for attempt in (1, 2):
-            request_headers = {"Accept": "application/json", **(headers or {})}
-            request_headers["Authorization"] = await self._auth.header(self)
-            try:
-                response = await self.http.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=request_headers,
-                    json=json,
-                    content=body() if body is not None else None,
-                )
-            except httpx.TransportError as exc:
-                raise _network_error(what, exc) from exc
+            response = await send(
+                self.http, SYSTEM, what, method, url,
+                authorization=await self._auth.header(self), params=params, headers=headers,
+                json=json, content=body() if body is not None else None,
+            )  # fmt: skip
             if response.status_code == 401 and self._auth.refreshable and attempt == 1:
                 self._auth.invalidate()
                 continue
@@ -367,32 +351,9 @@ class ZendeskTickets:
             raise _status_error(what, response)
         return response
 
-    def _same_origin(self, url: str) -> str:
-        """Follow a pagination link only to our own Zendesk (credentials go with it)."""
-        target, base = httpx.URL(url), httpx.URL(self._base)
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise TicketError(
-                "Zendesk comment listing: next_page points to another host", retryable=False
-            )
-        return url
-
 
 def _ticket_id(ticket: str) -> int:
     text = str(ticket).strip()
     if not text.isdigit() or not text.isascii():
         raise TicketError(f"{ticket!r} is not a Zendesk ticket id (digits only)", retryable=False)
     return int(text)
-
-
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise TicketError(
-            f"Zendesk {what}: HTTP {response.status_code} with a body that is not a JSON object",
-            retryable=True,
-            status=response.status_code,
-        )
-    return data

@@ -1,9 +1,8 @@
-"""Backoff and Retry-After parsing for the upload client (pure functions)."""
+"""The upload client's retry rules: which statuses, and its ceiling on backoff."""
 
 from __future__ import annotations
 
 import random
-from email.utils import formatdate
 
 from gateway.client import retry
 
@@ -13,14 +12,6 @@ def test_retryable_statuses() -> None:
         assert retry.retryable(status)
     for status in (200, 204, 400, 403, 404, 410, 412, 413, 415):
         assert not retry.retryable(status)
-
-
-def test_retry_after() -> None:
-    assert retry.retry_after("7", now=0) == 7.0
-    assert retry.retry_after(None, now=0) is None
-    assert retry.retry_after("soon", now=0) is None
-    assert retry.retry_after(formatdate(1000, usegmt=True), now=990) == 10.0
-    assert retry.retry_after(formatdate(1000, usegmt=True), now=2000) == 0.0
 
 
 def test_backoff_grows_with_jitter_and_a_ceiling() -> None:

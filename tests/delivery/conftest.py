@@ -149,6 +149,14 @@ def all_delivered(link: str, count: int) -> dict[str, dict[str, Any]] | None:
     return None
 
 
+def failed_receipt(link: str, file_id: str) -> dict[str, Any]:
+    """Wait until the file's receipt says ``failed``; returns it."""
+    return wait_until(
+        lambda: (r := receipts(link)[file_id])["status"] == "failed" and r,
+        f"a failed status for {file_id}",
+    )
+
+
 def metric_sum(base_url: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include ``labels`` (0 when none)."""
     text = httpx.get(f"{base_url}/metrics", timeout=10.0).text

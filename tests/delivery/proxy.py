@@ -3,15 +3,12 @@
 To show exactly-once delivery across a crash *between posting and recording*,
 the ticket system must have recorded the comment while the gateway has not
 yet learnt so. :class:`HoldingProxy` makes that window as wide as the test
-wants: once armed, it forwards the matching request upstream, waits for the
-upstream answer (the comment now exists), signals :attr:`held`, and keeps the
-gateway waiting until the test has killed it. Everything else is forwarded
+wants: once armed with :meth:`arm_when`, it forwards each write upstream, and
+the first after whose answer ``predicate()`` holds (say, the comment now shows
+on the ticket) is held: :attr:`held` is signalled and the gateway kept waiting
+until the test has killed it. Naming the request by its effect rather than
+its path is how one test serves every helpdesk. Everything else is forwarded
 unchanged, and every request that passes is listed in :attr:`seen`.
-
-:meth:`arm` names the request by method and path (one system's API);
-:meth:`arm_when` names it by its effect, for any system: the first write
-after whose answer ``predicate()`` holds (say, the comment now shows on the
-ticket), which is how one test serves every helpdesk.
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ class HoldingProxy:
         self.upstream = upstream.rstrip("/")
         self.held = threading.Event()
         self._release = threading.Event()
-        self._armed: tuple[str, str] | None = None
         self._predicate: Callable[[], bool] | None = None
         self.seen: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -83,13 +79,6 @@ class HoldingProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def arm(self, method: str, path: str) -> None:
-        """Swallow the answer to the next ``method`` request whose path starts with ``path``."""
-        with self._lock:
-            self._armed = (method.upper(), path)
-            self.held.clear()
-            self._release.clear()
-
     def arm_when(self, predicate: Callable[[], bool]) -> None:
         """Swallow the answer to the first write after which ``predicate()`` is true."""
         with self._lock:
@@ -110,25 +99,16 @@ class HoldingProxy:
         """Let the held connection close (without an answer)."""
         self._release.set()
 
-    def _take(self, method: str, path: str) -> bool:
-        with self._lock:
-            if self._armed and method == self._armed[0] and path.startswith(self._armed[1]):
-                self._armed = None
-                return True
-            return False
-
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         body = _read_body(handler)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
-        hold = self._take(handler.command, handler.path)
         with self._lock:
             self.seen.append((handler.command, handler.path))
         with httpx.Client(timeout=60.0) as client:
             response = client.request(
                 handler.command, self.upstream + handler.path, headers=headers, content=body
             )
-        hold = hold or self._effect(handler.command)
-        if hold:
+        if self._effect(handler.command):
             self.held.set()
             self._release.wait(60.0)
             handler.close_connection = True

@@ -16,6 +16,7 @@ import httpx
 from tests.delivery.conftest import (
     GatewayFactory,
     all_delivered,
+    failed_receipt,
     gateway_comments,
     markers,
     receipts,
@@ -78,10 +79,7 @@ def test_wrong_credentials_show_failed_receipt_and_red_readyz(
     link = gw.link("651")
     receipt = upload(link, "x.txt", b"some bytes")
 
-    failed = wait_until(
-        lambda: (r := receipts(link)[receipt["file_id"]])["status"] == "failed" and r,
-        "a failed status",
-    )
+    failed = failed_receipt(link, receipt["file_id"])
     assert "unauthorized" in failed["status_detail"]
     assert "not-the-token" not in failed["status_detail"]
     ready = httpx.get(f"{gw.url}/readyz", timeout=15.0)

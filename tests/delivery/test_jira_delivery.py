@@ -10,60 +10,36 @@ start-up.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.delivery.conftest import (
+    HelpdeskGatewayFactory,
     MiB,
     all_delivered,
+    failed_receipt,
     gateway_comments,
     markers,
-    receipts,
     ticket_errors,
     upload,
     wait_until,
 )
-from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
 from tests.support.jira import JiraEmulator
 
-
-@pytest.fixture
-def jira_gateways(tmp_path: Path, jira_api: JiraEmulator) -> Iterator[list[GatewayProcess]]:
-    started: list[GatewayProcess] = []
-    yield started
-    for proc in started:
-        proc.kill()
-
-
-def start(
-    started: list[GatewayProcess], tmp_path: Path, jira: JiraEmulator, **extra: str
-) -> GatewayProcess:
-    workdir = tmp_path / f"gw{len(started)}"
-    env = gateway_env(workdir, **jira.env())
-    env.update(extra)
-    proc = start_gateway(workdir, env)
-    started.append(proc)
-    return proc
-
-
-def failed(link: str, file_id: str) -> dict[str, str]:
-    return wait_until(
-        lambda: (r := receipts(link)[file_id])["status"] == "failed" and r, "a failed status"
-    )
+# The shared gateway factory, pointed at the Jira emulator only.
+pytestmark = pytest.mark.parametrize("helpdesk", ["jira"], indirect=True)
 
 
 def test_wrong_api_token_is_a_configuration_error_not_a_retry_loop(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     ticket = jira_api.create_ticket()
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_JIRA_API_TOKEN="not-the-token")
+    gw = helpdesk_gateway(GATEWAY_JIRA_API_TOKEN="not-the-token")
     link = gw.link(ticket)
     receipt = upload(link, "x.txt", b"some bytes")
 
-    status = failed(link, receipt["file_id"])
+    status = failed_receipt(link, receipt["file_id"])
     assert "unauthorized" in status["status_detail"]
     assert "not-the-token" not in status["status_detail"]
     ready = httpx.get(f"{gw.url}/readyz", timeout=15.0)
@@ -84,9 +60,9 @@ def test_wrong_api_token_is_a_configuration_error_not_a_retry_loop(
 
 
 def test_wrong_service_desk_is_named_in_readyz(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_JIRA_SERVICE_DESK_ID="77")
+    gw = helpdesk_gateway(GATEWAY_JIRA_SERVICE_DESK_ID="77")
     ready = httpx.get(f"{gw.url}/readyz", timeout=15.0)
     assert ready.status_code == 503
     check = ready.json()["checks"]["tickets"]
@@ -94,26 +70,26 @@ def test_wrong_service_desk_is_named_in_readyz(
 
 
 def test_deleted_and_closed_requests_give_failed_receipts_that_say_why(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     deleted, closed = jira_api.create_ticket(), jira_api.create_ticket()
-    gw = start(jira_gateways, tmp_path, jira_api)
+    gw = helpdesk_gateway()
     link_deleted, link_closed = gw.link(deleted), gw.link(closed)
     jira_api.delete_ticket(deleted)
     jira_api.close_ticket(closed)
     gone = upload(link_deleted, "a.log", b"a" * 100)
     shut = upload(link_closed, "b.log", b"b" * 100)
 
-    assert "does not exist" in failed(link_deleted, gone["file_id"])["status_detail"]
-    assert "closed" in failed(link_closed, shut["file_id"])["status_detail"]
+    assert "does not exist" in failed_receipt(link_deleted, gone["file_id"])["status_detail"]
+    assert "closed" in failed_receipt(link_closed, shut["file_id"])["status_detail"]
     # The ticket system is fine; only those requests refuse.
     assert httpx.get(f"{gw.url}/readyz", timeout=15.0).status_code == 200
 
 
 def test_attachment_max_is_clamped_and_said_at_start_up(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="5GiB")
+    gw = helpdesk_gateway(GATEWAY_ATTACHMENT_MAX="5GiB")
     assert gw.settings.attachment_max == 2_000_000_000
     log = gw.log_tail(200)
     assert (
@@ -124,13 +100,13 @@ def test_attachment_max_is_clamped_and_said_at_start_up(
     assert "takes attachments of at most 10,485,760 bytes (its own setting)" in log
 
 
-def test_public_comments_when_asked_and_attachments_within_the_sites_size(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+def test_public_comments_when_asked(
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     ticket = jira_api.create_ticket()
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_PUBLIC_COMMENTS="true")
+    gw = helpdesk_gateway(GATEWAY_PUBLIC_COMMENTS="true")
     link = gw.link(ticket)
-    receipt = upload(link, "max.bin", os.urandom(10 * MiB))  # the site's default size
+    receipt = upload(link, "shown.bin", os.urandom(4096))
     assert receipt["route"] == "attachment"
     wait_until(lambda: all_delivered(link, 1), "delivery")
     [comment] = gateway_comments(jira_api, ticket)
@@ -139,12 +115,12 @@ def test_public_comments_when_asked_and_attachments_within_the_sites_size(
 
 
 def test_routing_boundary_follows_the_sites_attachment_setting(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     """The site takes less than GATEWAY_ATTACHMENT_MAX: the gateway routes by the site's size."""
     ticket = jira_api.create_ticket()
     jira_api.set_faults(attachment_limit=MiB)
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="8MiB")
+    gw = helpdesk_gateway(GATEWAY_ATTACHMENT_MAX="8MiB")
     assert "takes attachments of at most 1,048,576 bytes (its own setting)" in gw.log_tail(200)
     link = gw.link(ticket)
     fits = upload(link, "fits.bin", os.urandom(MiB))
@@ -156,11 +132,11 @@ def test_routing_boundary_follows_the_sites_attachment_setting(
 
 
 def test_attachments_turned_off_on_the_site_make_every_file_a_link(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     ticket = jira_api.create_ticket()
     jira_api.set_faults(attachments_enabled=False)
-    gw = start(jira_gateways, tmp_path, jira_api)
+    gw = helpdesk_gateway()
     link = gw.link(ticket)
     receipt = upload(link, "tiny.txt", b"tiny")
     assert receipt["route"] == "storage"
@@ -170,11 +146,11 @@ def test_attachments_turned_off_on_the_site_make_every_file_a_link(
 
 
 def test_a_site_setting_unreadable_at_start_up_keeps_the_configured_boundary(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     jira_api.outage("503", retry_after=1)
     try:
-        gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="3MiB")
+        gw = helpdesk_gateway(GATEWAY_ATTACHMENT_MAX="3MiB")
     finally:
         jira_api.outage(None)
     assert "could not read the attachment size setting of jira" in gw.log_tail(200)
@@ -184,10 +160,10 @@ def test_a_site_setting_unreadable_at_start_up_keeps_the_configured_boundary(
 
 
 def test_a_burst_of_files_is_split_into_comments_jira_can_hold(
-    tmp_path: Path, jira_api: JiraEmulator, jira_gateways: list[GatewayProcess]
+    helpdesk_gateway: HelpdeskGatewayFactory, jira_api: JiraEmulator
 ) -> None:
     ticket = jira_api.create_ticket()
-    gw = start(jira_gateways, tmp_path, jira_api, GATEWAY_ATTACHMENT_MAX="1KiB")
+    gw = helpdesk_gateway(GATEWAY_ATTACHMENT_MAX="1KiB")
     link = gw.link(ticket)
     ids = [upload(link, f"part-{n:02}.log", os.urandom(2048))["file_id"] for n in range(30)]
     wait_until(lambda: all_delivered(link, 30), "all thirty files")

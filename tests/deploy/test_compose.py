@@ -69,6 +69,10 @@ def test_gateway_environment() -> None:
     settings = known_settings()
     for name in env:
         assert name in settings or name in BOTO3_ENV, f"unknown variable {name}"
+    # Every ticket system can be chosen from deploy/.env alone.
+    for system in ("ZENDESK", "JIRA", "FRESHDESK", "SERVICENOW"):
+        passed = {n for n in env if n.startswith(f"GATEWAY_{system}_")}
+        assert f"GATEWAY_{system}_URL" in passed and len(passed) >= 2, system
     assert gateway["build"]["context"] == ".."
     assert (DEPLOY / gateway["build"]["context"] / gateway["build"]["dockerfile"]).is_file()
     assert any(port.endswith(":8000") for port in gateway["ports"])

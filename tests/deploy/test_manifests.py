@@ -168,6 +168,10 @@ def test_environment_names_are_known_and_secrets_come_from_the_secret() -> None:
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "GATEWAY_ZENDESK_OAUTH_TOKEN",
+        "GATEWAY_JIRA_API_TOKEN",
+        "GATEWAY_FRESHDESK_API_KEY",
+        "GATEWAY_SERVICENOW_PASSWORD",
+        "GATEWAY_SERVICENOW_OAUTH_TOKEN",
     ):
         ref = by_name[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == "upload-gateway" and ref["key"] == name

@@ -16,9 +16,12 @@ answers; :class:`EmulatorClient` is the base of each emulator's control client.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -49,14 +52,41 @@ class Faults:
     fail_next: list[dict[str, Any]] = field(default_factory=list)
 
 
+def authorization(header: str | None) -> tuple[str, str] | None:
+    """An Authorization header as ``(scheme, value)``: the scheme lower-cased, a Basic
+    value decoded to ``user:password``; None when absent or malformed."""
+    if not header or " " not in header:
+        return None
+    scheme, value = header.split(" ", 1)
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return scheme, value
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Compare credentials in constant time (any text, not only ASCII)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 class BaseState:
-    """The common half of an emulator's state; subclasses add the vendor's records."""
+    """The common half of an emulator's state; subclasses add the vendor's records.
+
+    A vendor with faults of its own (a size setting, a page size…) names a
+    subclass of :class:`Faults` as ``faults_type``; ``/_emulator/faults`` sets
+    its fields too.
+    """
+
+    faults_type: type[Faults] = Faults
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.faults = Faults()
+        self.faults = self.faults_type()
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
@@ -129,7 +159,8 @@ class Gate:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return f"{scope['method']} {route.path}"
+                # A format suffix (``.json``) a route accepts is not part of its name.
+                return f"{scope['method']} {route.path.replace('{ext:path}', '')}"
         return f"{scope['method']} {scope['path']}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,6 +179,7 @@ class Gate:
             "auth": state.auth_kind(auth),
             "content_type": headers.get("content-type"),
             "content_length": headers.get("content-length"),
+            "transfer_encoding": headers.get("transfer-encoding"),
             "status": None,
         }
         state.requests.append(record)
@@ -254,19 +286,20 @@ async def control_reset(request: Request) -> Response:
 
 
 async def control_faults(request: Request) -> Response:
-    """Set any of: outage, outage_retry_after, rate_limit, rate_window."""
+    """Set any field of the emulator's faults but ``fail_next``: outage, outage_retry_after,
+    rate_limit, rate_window, and whatever a vendor's faults add."""
     faults = _state(request).faults
     data = await request.json()
-    if "outage" in data:
-        if data["outage"] not in (None, "503", "drop"):
-            return JSONResponse({"error": "outage must be null, '503' or 'drop'"}, status_code=400)
-        faults.outage = data["outage"]
-    if "outage_retry_after" in data:
-        faults.outage_retry_after = int(data["outage_retry_after"])
-    if "rate_limit" in data:
-        faults.rate_limit = None if data["rate_limit"] is None else int(data["rate_limit"])
-    if "rate_window" in data:
-        faults.rate_window = float(data["rate_window"])
+    if "outage" in data and data["outage"] not in (None, "503", "drop"):
+        return JSONResponse({"error": "outage must be null, '503' or 'drop'"}, status_code=400)
+    unknown = [k for k in data if k == "fail_next" or not hasattr(faults, k)]
+    if unknown:
+        return JSONResponse({"error": f"unknown faults {unknown}"}, status_code=400)
+    for name, value in data.items():
+        current = getattr(faults, name)
+        if value is not None and current is not None:
+            value = type(current)(value)
+        setattr(faults, name, value)
     return JSONResponse({"ok": True})
 
 

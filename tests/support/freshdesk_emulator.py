@@ -26,8 +26,6 @@ the accepted API key comes from ``FRESHDESK_EMULATOR_API_KEY``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import html
 import itertools
@@ -47,7 +45,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.emulation import BaseState, EmulatorClient, create_app, serve, spawn
+from tests.support.emulation import (
+    BaseState,
+    EmulatorClient,
+    authorization,
+    create_app,
+    same_secret,
+    serve,
+    spawn,
+)
 
 AGENT_ID = 43000001
 ATTACHMENTS_LIMIT = 20_000_000  # "The total size of these attachments cannot exceed 20MB"
@@ -161,14 +167,11 @@ class State(BaseState):
         return next(self._ids)
 
     def authenticate(self, header: str | None) -> bool:
-        if not header or not header.lower().startswith("basic "):
+        found = authorization(header)
+        if found is None or found[0] != "basic":
             return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, _, _password = decoded.partition(":")
-        return secrets.compare_digest(user, self.api_key)
+        user, _, _password = found[1].partition(":")
+        return same_secret(user, self.api_key)
 
     def error(self, status: int, message: str, detail: str = "") -> Response:
         if status == 401:
@@ -507,7 +510,7 @@ def start_freshdesk_emulator(log_dir: Path) -> FreshdeskEmulator:
 
 
 @pytest.fixture(scope="session")
-def freshdesk_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshdeskEmulator]:
+def freshdesk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshdeskEmulator]:
     emulator = start_freshdesk_emulator(tmp_path_factory.mktemp("freshdesk"))
     try:
         yield emulator
@@ -516,10 +519,10 @@ def freshdesk_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fre
 
 
 @pytest.fixture
-def freshdesk(freshdesk_emulator: FreshdeskEmulator) -> FreshdeskEmulator:
+def freshdesk_api(freshdesk: FreshdeskEmulator) -> FreshdeskEmulator:
     """The session's emulator, emptied of tickets and faults for this test."""
-    freshdesk_emulator.reset()
-    return freshdesk_emulator
+    freshdesk.reset()
+    return freshdesk
 
 
 def main() -> None:

@@ -97,6 +97,8 @@ class ZendeskHelpdesk:
 HELPDESKS: dict[str, Callable[[pytest.FixtureRequest], HelpdeskEmulator]] = {
     "zendesk": lambda request: ZendeskHelpdesk(request.getfixturevalue("zendesk")),
     "jira": lambda request: request.getfixturevalue("jira"),
+    "freshdesk": lambda request: request.getfixturevalue("freshdesk"),
+    "servicenow": lambda request: request.getfixturevalue("servicenow"),
 }
 
 
@@ -117,5 +119,7 @@ def each_helpdesk_with(*values: str) -> list[Any]:
 def helpdesk(request: pytest.FixtureRequest) -> HelpdeskEmulator:
     """Each registered ticket-system emulator in turn, emptied for this test."""
     emulator = HELPDESKS[request.param](request)
+    assert isinstance(emulator, HelpdeskEmulator), f"{request.param} misses part of the Protocol"
+    assert emulator.name == request.param
     emulator.reset()
     return emulator

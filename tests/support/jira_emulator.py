@@ -30,36 +30,41 @@ temporary attachments that expire, deleted and closed requests (a closed
 request's workflow forbids edits: 400), comments longer than Jira's 32,767
 characters (400).
 
-A JSON control API under ``/_emulator/`` creates requests and reads back what
-was recorded. Run it with ``python -m tests.support.jira_emulator``: it binds
-127.0.0.1 on a free port, prints ``PORT <n>`` and serves until killed;
-credentials come from ``JIRA_EMULATOR_CREDENTIALS`` (JSON with ``email``,
-``api_token``, ``service_desk_id``, ``project_key``).
+The recording, outages, injected failures and the control API they share with
+the other emulators are :mod:`tests.support.emulation`'s; a control API under
+``/_emulator/`` also creates requests and reads back what was recorded. Run it
+with ``python -m tests.support.jira_emulator``: it binds 127.0.0.1 on a free
+port, prints ``PORT <n>`` and serves until killed; credentials come from
+``JIRA_EMULATOR_CREDENTIALS`` (JSON with ``email``, ``api_token``,
+``service_desk_id``, ``project_key``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
 import os
 import secrets
-import socket
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Route
+
+from tests.support.emulation import (
+    BaseState,
+    Faults,
+    authorization,
+    create_app,
+    same_secret,
+    serve,
+)
 
 MiB = 1024 * 1024
 COMMENT_CHARS = 32_767  # Jira's limit on a text field such as a comment
@@ -158,35 +163,42 @@ class CustomerRequest:
 
 
 @dataclass
-class Faults:
-    outage: str | None = None  # None, "503" or "drop"
-    outage_retry_after: int = 1
-    rate_limit: int = 1000  # writes per issue per window
-    rate_window: float = 60.0
+class JiraFaults(Faults):
+    write_limit: int = 1000  # writes per issue per window
+    write_window: float = 60.0
     attachment_limit: int = 10 * MiB  # the site's attachment size setting
     attachments_enabled: bool = True
     page_limit: int = 100  # the most comments one listing page holds
     temporary_ttl: float = 3600.0
-    fail_next: list[dict[str, Any]] = field(default_factory=list)
 
 
-class State:
+class State(BaseState):
+    faults_type = JiraFaults
+    faults: JiraFaults
+
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.faults = Faults()
+        super().reset()
         self.requests_by_key: dict[str, CustomerRequest] = {}
         self.temporary: dict[str, Temporary] = {}
         self.writes: dict[str, deque[float]] = {}
-        self.requests: list[dict[str, Any]] = []
-        self.counts: Counter[str] = Counter()
-        self.statuses: Counter[str] = Counter()
-        self.rate_limited = 0
-        self.dropped = 0
         self._ids = 10_000
         self._numbers = 0
+
+    def error(self, status: int, message: str, detail: str = "") -> Response:
+        if status == 401:
+            return _error(401, "Client must be authenticated to access this resource.")
+        return _error(status, detail or message)
+
+    def snapshot(self, base: str) -> dict[str, Any]:
+        return {
+            **super().snapshot(base),
+            "temporary": len(self.temporary),
+            "faults": {k: v for k, v in asdict(self.faults).items() if k != "fail_next"},
+        }
 
     def next_id(self) -> int:
         self._ids += 1
@@ -202,17 +214,9 @@ class State:
         return None
 
     def authenticate(self, header: str | None) -> bool:
-        if not header or " " not in header:
-            return False
-        scheme, value = header.split(" ", 1)
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
+        found = authorization(header)
         expected = f"{self.credentials.email}:{self.credentials.api_token}"
-        return secrets.compare_digest(decoded.encode(), expected.encode())
+        return found is not None and found[0] == "basic" and same_secret(found[1], expected)
 
     @staticmethod
     def comment_view(comment: Comment) -> dict[str, Any]:
@@ -259,10 +263,10 @@ def _write_limited(state: State, key: str) -> JSONResponse | None:
     """Jira's per-issue write limit: too many writes to one issue get 429."""
     now = time.monotonic()
     window = state.writes.setdefault(key, deque())
-    while window and window[0] <= now - state.faults.rate_window:
+    while window and window[0] <= now - state.faults.write_window:
         window.popleft()
-    if len(window) >= state.faults.rate_limit:
-        wait = max(1, math.ceil(window[0] + state.faults.rate_window - now))
+    if len(window) >= state.faults.write_limit:
+        wait = max(1, math.ceil(window[0] + state.faults.write_window - now))
         state.rate_limited += 1
         return _error(
             429,
@@ -379,7 +383,10 @@ def _closed(item: CustomerRequest) -> JSONResponse | None:
     return None
 
 
-async def create_attachment(request: Request) -> Response:
+async def _write_target(
+    request: Request,
+) -> tuple[State, CustomerRequest, dict[str, Any]] | Response:
+    """The request a write names and the JSON object sent, or the refusal."""
     state = _state(request)
     id_or_key = request.path_params["key"]
     item = state.find(id_or_key)
@@ -388,6 +395,14 @@ async def create_attachment(request: Request) -> Response:
     data = await _json_body(request)
     if data is None:
         return _error(400, "The request body must be a JSON object.")
+    return state, item, data
+
+
+async def create_attachment(request: Request) -> Response:
+    found = await _write_target(request)
+    if isinstance(found, Response):
+        return found
+    state, item, data = found
     if (refused := _closed(item)) is not None:
         return refused
     ids = data.get("temporaryAttachmentIds")
@@ -434,14 +449,10 @@ async def create_attachment(request: Request) -> Response:
 
 
 async def create_comment(request: Request) -> Response:
-    state = _state(request)
-    id_or_key = request.path_params["key"]
-    item = state.find(id_or_key)
-    if item is None:
-        return _not_found(id_or_key)
-    data = await _json_body(request)
-    if data is None:
-        return _error(400, "The request body must be a JSON object.")
+    found = await _write_target(request)
+    if isinstance(found, Response):
+        return found
+    state, item, data = found
     body = data.get("body")
     if not isinstance(body, str) or not body.strip():
         return _error(400, "The comment body can not be empty.")
@@ -505,15 +516,6 @@ async def list_comments(request: Request) -> Response:
 # -- the control API ---------------------------------------------------------------------
 
 
-async def control_health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
-
-
-async def control_reset(request: Request) -> Response:
-    _state(request).reset()
-    return JSONResponse({"ok": True})
-
-
 async def control_create_request(request: Request) -> Response:
     """A new customer request: ``{"status"?}`` gives ``{"key", "issueId"}``."""
     state = _state(request)
@@ -553,65 +555,12 @@ async def control_comments(request: Request) -> Response:
     return JSONResponse({"comments": [state.comment_view(c) for c in item.comments]})
 
 
-async def control_faults(request: Request) -> Response:
-    """Set any of: outage, outage_retry_after, rate_limit, rate_window, attachment_limit,
-    page_limit, temporary_ttl, attachments_enabled."""
-    state = _state(request)
-    data = await _json_body(request) or {}
-    faults = state.faults
-    if "outage" in data:
-        if data["outage"] not in (None, "503", "drop"):
-            return _error(400, "outage must be null, '503' or 'drop'")
-        faults.outage = data["outage"]
-    for name, kind in (
-        ("outage_retry_after", int),
-        ("rate_limit", int),
-        ("rate_window", float),
-        ("attachment_limit", int),
-        ("attachments_enabled", bool),
-        ("page_limit", int),
-        ("temporary_ttl", float),
-    ):
-        if name in data:
-            setattr(faults, name, kind(data[name]))
-    return JSONResponse({"ok": True})
-
-
-async def control_fail_next(request: Request) -> Response:
-    state = _state(request)
-    data = await _json_body(request) or {}
-    state.faults.fail_next.append(
-        {
-            "status": int(data.get("status", 500)),
-            "count": int(data.get("count", 1)),
-            "path": str(data.get("path", "")),
-            "method": str(data.get("method", "")).upper(),
-        }
-    )
-    return JSONResponse({"ok": True})
-
-
 async def control_expire_temporary(request: Request) -> Response:
     state = _state(request)
     past = time.time() - 1
     for temporary in state.temporary.values():
         temporary.expires_at = past
     return JSONResponse({"expired": len(state.temporary)})
-
-
-async def control_state(request: Request) -> Response:
-    state = _state(request)
-    return JSONResponse(
-        {
-            "requests": list(state.requests),
-            "counts": dict(state.counts),
-            "statuses": dict(state.statuses),
-            "rate_limited": state.rate_limited,
-            "dropped": state.dropped,
-            "temporary": len(state.temporary),
-            "faults": {k: v for k, v in asdict(state.faults).items() if k != "fail_next"},
-        }
-    )
 
 
 API = "/rest/servicedeskapi"
@@ -627,152 +576,21 @@ API_ROUTES = [
 ]
 
 CONTROL_ROUTES = [
-    Route("/_emulator/health", control_health, methods=["GET"]),
-    Route("/_emulator/reset", control_reset, methods=["POST"]),
     Route("/_emulator/requests", control_create_request, methods=["POST"]),
     Route("/_emulator/requests/{key}", control_update_request, methods=["POST", "DELETE"]),
     Route("/_emulator/requests/{key}/comments", control_comments, methods=["GET"]),
-    Route("/_emulator/faults", control_faults, methods=["POST"]),
-    Route("/_emulator/fail_next", control_fail_next, methods=["POST"]),
     Route("/_emulator/expire_temporary", control_expire_temporary, methods=["POST"]),
-    Route("/_emulator/state", control_state, methods=["GET"]),
 ]
 
 
-class Gate:
-    """Records every API request; applies outages, injected failures and auth."""
-
-    def __init__(
-        self, app: Starlette, state: State, connections: Callable[[], Iterable[Any]] | None
-    ) -> None:
-        self.app = app
-        self.state = state
-        self.connections = connections
-
-    def _endpoint(self, scope: Scope) -> str:
-        for route in API_ROUTES:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return f"{scope['method']} {route.path}"
-        return f"{scope['method']} {scope['path']}"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_emulator/"):
-            await self.app(scope, receive, send)
-            return
-        state = self.state
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        endpoint = self._endpoint(scope)
-        record: dict[str, Any] = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "endpoint": endpoint,
-            "status": None,
-        }
-        state.requests.append(record)
-        state.counts[endpoint] += 1
-        if state.faults.outage == "drop":
-            record["status"] = "dropped"
-            state.dropped += 1
-            await self._drop(scope, receive)
-            return
-        response: Response | None = None
-        if state.faults.outage == "503":
-            response = _error(
-                503,
-                "Service Unavailable",
-                {"Retry-After": str(state.faults.outage_retry_after)},
-            )
-        if response is None:
-            response = self._injected(scope)
-        if response is None and not state.authenticate(headers.get("authorization")):
-            response = _error(401, "Client must be authenticated to access this resource.")
-        if response is not None:
-            await _drain(receive)
-            await response(scope, receive, send)
-            self._done(record, response.status_code)
-            return
-
-        async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._done(record, message["status"])
-            await send(message)
-
-        await self.app(scope, receive, recording_send)
-
-    def _done(self, record: dict[str, Any], status: int) -> None:
-        record["status"] = status
-        self.state.statuses[str(status)] += 1
-
-    def _injected(self, scope: Scope) -> Response | None:
-        for fault in self.state.faults.fail_next:
-            if fault["path"] in scope["path"] and fault["method"] in ("", scope["method"]):
-                fault["count"] -= 1
-                if fault["count"] <= 0:
-                    self.state.faults.fail_next.remove(fault)
-                status = fault["status"]
-                headers = None
-                if status in (429, 503):
-                    headers = {"Retry-After": str(self.state.faults.outage_retry_after)}
-                return _error(status, f"Injected failure {status}", headers)
-        return None
-
-    async def _drop(self, scope: Scope, receive: Receive) -> None:
-        client = tuple(scope.get("client") or ())
-        for conn in self.connections() if self.connections else ():
-            if getattr(conn, "client", None) is not None and tuple(conn.client) == client:
-                conn.transport.abort()
-                break
-        else:
-            raise RuntimeError("drop mode needs the emulator to run under serve()")
-        for _ in range(1000):
-            if (await receive())["type"] == "http.disconnect":
-                return
-
-
-async def _drain(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
-
-
-def create_app(
-    credentials: Credentials, connections: Callable[[], Iterable[Any]] | None = None
-) -> tuple[ASGIApp, State]:
-    state = State(credentials)
-    inner = Starlette(routes=[*API_ROUTES, *CONTROL_ROUTES])
-    inner.state.emulator = state
-    return Gate(inner, state, connections), state
-
-
-def serve(credentials: Credentials, sock: socket.socket) -> None:
-    import uvicorn
-
-    holder: dict[str, Any] = {}
-
-    def connections() -> Iterable[Any]:
-        server = holder.get("server")
-        return list(server.server_state.connections) if server is not None else []
-
-    app, _ = create_app(credentials, connections)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
-    )
-    server = uvicorn.Server(config)
-    holder["server"] = server
-    server.run(sockets=[sock])
+def build(credentials: Credentials, connections: Any = None) -> Any:
+    return create_app(State(credentials), API_ROUTES, CONTROL_ROUTES, connections=connections)
 
 
 def main() -> None:
     raw = os.environ.get("JIRA_EMULATOR_CREDENTIALS")
     credentials = Credentials(**json.loads(raw)) if raw else Credentials.generate()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    print(f"PORT {sock.getsockname()[1]}", flush=True)
-    serve(credentials, sock)
+    serve(lambda connections: build(credentials, connections))
 
 
 if __name__ == "__main__":

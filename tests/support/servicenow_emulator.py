@@ -34,8 +34,6 @@ accepted credentials come from ``SERVICENOW_EMULATOR_CREDENTIALS`` (JSON with
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import itertools
 import json
@@ -57,8 +55,10 @@ from starlette.routing import Route
 from tests.support.emulation import (
     BaseState,
     EmulatorClient,
+    authorization,
     create_app,
     credentials_from_env,
+    same_secret,
     serve,
     spawn,
 )
@@ -197,19 +197,14 @@ class State(BaseState):
         self._seq = itertools.count()
 
     def authenticate(self, header: str | None) -> bool:
-        if not header or " " not in header:
+        found = authorization(header)
+        if found is None:
             return False
-        scheme, value = header.split(" ", 1)
-        if scheme.lower() == "bearer":
-            return secrets.compare_digest(value.strip(), self.credentials["oauth_token"])
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
+        scheme, value = found
+        if scheme == "bearer":
+            return same_secret(value, self.credentials["oauth_token"])
         expected = f"{self.credentials['user']}:{self.credentials['password']}"
-        return secrets.compare_digest(decoded, expected)
+        return scheme == "basic" and same_secret(value, expected)
 
     def error(self, status: int, message: str, detail: str = "") -> Response:
         if status == 401:
@@ -638,7 +633,7 @@ def start_servicenow_emulator(log_dir: Path) -> ServiceNowEmulator:
 
 
 @pytest.fixture(scope="session")
-def servicenow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceNowEmulator]:
+def servicenow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceNowEmulator]:
     emulator = start_servicenow_emulator(tmp_path_factory.mktemp("servicenow"))
     try:
         yield emulator
@@ -647,10 +642,10 @@ def servicenow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 
 @pytest.fixture
-def servicenow(servicenow_emulator: ServiceNowEmulator) -> ServiceNowEmulator:
+def servicenow_api(servicenow: ServiceNowEmulator) -> ServiceNowEmulator:
     """The session's emulator, emptied of records and faults for this test."""
-    servicenow_emulator.reset()
-    return servicenow_emulator
+    servicenow.reset()
+    return servicenow
 
 
 def main() -> None:

@@ -7,12 +7,10 @@ adds a JSON control API under ``/_emulator/`` so tests can create tickets,
 inject faults (outages, dropped connections, rate limits, expired upload
 tokens) and read back exactly what was recorded.
 
-Dropped connections: an ASGI app cannot close its socket, and an exception
-raised before the response starts makes uvicorn answer 500. So the emulator is
-run by :func:`serve`, which hands the app a view of uvicorn's live connections;
-in ``drop`` mode the app finds the connection by the request's client address
-and aborts its transport (an RST, no HTTP response at all), then waits for
-uvicorn to notice the disconnect so nothing is sent afterwards.
+The recording, outages (503, or dropped connections: the transport aborted,
+no HTTP response at all), injected failures and the shared control routes are
+:mod:`tests.support.emulation`'s; Zendesk's own per-ticket update limit is
+``update_limit``/``update_window``.
 
 Run it standalone with ``python -m tests.support.zendesk_emulator``; it binds
 127.0.0.1 on a free port, prints ``PORT <n>`` on stdout and serves until
@@ -23,29 +21,31 @@ variable (JSON with ``oauth_token``, ``client_id``, ``client_secret``,
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import math
 import os
 import secrets
-import socket
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Route
+
+from tests.support.emulation import (
+    BaseState,
+    Faults,
+    authorization,
+    create_app,
+    same_secret,
+    serve,
+)
 
 AGENT_ID = 1001
 AGENT_EMAIL = "agent@example.test"
@@ -165,26 +165,26 @@ class Ticket:
 
 
 @dataclass
-class Faults:
-    outage: str | None = None  # None, "503" or "drop"
-    outage_retry_after: int = 1
-    rate_limit: int = 30
-    rate_window: float = 600.0
+class ZendeskFaults(Faults):
+    # Zendesk's limit on updates of one ticket (about 30 in 10 minutes).
+    update_limit: int = 30
+    update_window: float = 600.0
     upload_ttl: float = 3600.0
     oauth_ttl: int | None = 7200  # expires_in given to client-credentials tokens
-    # A queue of injected failures: [{"status", "count", "path"}]
-    fail_next: list[dict[str, Any]] = field(default_factory=list)
 
 
-class State:
+class State(BaseState):
     """Everything the emulator holds; ``reset`` empties it between tests."""
+
+    faults_type = ZendeskFaults
+    faults: ZendeskFaults
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.faults = Faults()
+        super().reset()
         self.tickets: dict[int, Ticket] = {}
         self.users: dict[int, dict[str, Any]] = {
             AGENT_ID: {"id": AGENT_ID, "email": self.credentials.email, "role": "admin"}
@@ -195,11 +195,6 @@ class State:
         self.issued_oauth: dict[str, float | None] = {}
         self.oauth_exchanges = 0
         self.updates: dict[int, deque[float]] = {}
-        self.requests: list[dict[str, Any]] = []
-        self.counts: Counter[str] = Counter()
-        self.statuses: Counter[str] = Counter()
-        self.rate_limited = 0
-        self.dropped = 0
         self._ids = 10_000
 
     def next_id(self) -> int:
@@ -215,36 +210,32 @@ class State:
         return uid
 
     # -- auth ----------------------------------------------------------------
-    def auth_kind(self, header: str | None) -> str:
-        if not header:
-            return "none"
-        scheme = header.split(" ", 1)[0].lower()
-        return scheme if scheme in ("bearer", "basic") else "other"
-
     def authenticate(self, header: str | None) -> bool:
-        if not header or " " not in header:
+        found = authorization(header)
+        if found is None:
             return False
-        scheme, value = header.split(" ", 1)
-        value = value.strip()
-        if scheme.lower() == "bearer":
-            if secrets.compare_digest(value, self.credentials.oauth_token):
+        scheme, value = found
+        if scheme == "bearer":
+            if same_secret(value, self.credentials.oauth_token):
                 return True
             if value in self.issued_oauth:
                 expiry = self.issued_oauth[value]
                 return expiry is None or time.time() < expiry
             return False
-        if scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return False
-            expected = f"{self.credentials.email}/token:{self.credentials.api_token}"
-            return secrets.compare_digest(decoded, expected)
-        return False
+        expected = f"{self.credentials.email}/token:{self.credentials.api_token}"
+        return scheme == "basic" and same_secret(value, expected)
+
+    def error(self, status: int, message: str, detail: str = "") -> Response:
+        if status == 401:
+            return JSONResponse({"error": "Couldn't authenticate you"}, status_code=401)
+        if status == 503:
+            return _error(503, "ServiceUnavailable", "Maintenance")
+        return _error(status, message.title().replace(" ", ""), detail or message)
 
     # -- recording -----------------------------------------------------------
     def snapshot(self, base: str) -> dict[str, Any]:
         return {
+            **super().snapshot(base),
             "tickets": {
                 str(t.id): {
                     **t.to_json(base),
@@ -252,18 +243,12 @@ class State:
                 }
                 for t in self.tickets.values()
             },
-            "requests": list(self.requests),
-            "counts": dict(self.counts),
-            "statuses": dict(self.statuses),
-            "rate_limited": self.rate_limited,
-            "dropped": self.dropped,
             "uploads": len(self.uploads),
             "oauth_exchanges": self.oauth_exchanges,
-            "auth_kinds": dict(Counter(r["auth"] for r in self.requests)),
             "faults": {
                 "outage": self.faults.outage,
-                "rate_limit": self.faults.rate_limit,
-                "rate_window": self.faults.rate_window,
+                "update_limit": self.faults.update_limit,
+                "update_window": self.faults.update_window,
                 "upload_ttl": self.faults.upload_ttl,
                 "oauth_ttl": self.faults.oauth_ttl,
             },
@@ -386,10 +371,10 @@ async def update_ticket(request: Request) -> Response:
         return _not_found()
     now = time.monotonic()
     window = state.updates.setdefault(ticket.id, deque())
-    while window and window[0] <= now - state.faults.rate_window:
+    while window and window[0] <= now - state.faults.update_window:
         window.popleft()
-    if len(window) >= state.faults.rate_limit:
-        wait = max(1, math.ceil(window[0] + state.faults.rate_window - now))
+    if len(window) >= state.faults.update_limit:
+        wait = max(1, math.ceil(window[0] + state.faults.update_window - now))
         state.rate_limited += 1
         return JSONResponse(
             {
@@ -564,15 +549,6 @@ async def oauth_tokens(request: Request) -> Response:
 # -- the control API ---------------------------------------------------------
 
 
-async def control_health(request: Request) -> Response:
-    return JSONResponse({"ok": True})
-
-
-async def control_reset(request: Request) -> Response:
-    request.app.state.emulator.reset()
-    return JSONResponse({"ok": True})
-
-
 async def control_create_ticket(request: Request) -> Response:
     state: State = request.app.state.emulator
     data = await request.json()
@@ -602,43 +578,6 @@ async def control_comments(request: Request) -> Response:
     return JSONResponse({"comments": [state.comment_view(c) for c in ticket.comments]})
 
 
-async def control_faults(request: Request) -> Response:
-    """Set any of: outage, outage_retry_after, rate_limit, rate_window, upload_ttl, oauth_ttl."""
-    state: State = request.app.state.emulator
-    data = await request.json()
-    faults = state.faults
-    if "outage" in data:
-        if data["outage"] not in (None, "503", "drop"):
-            return _error(400, "InvalidValue", "outage must be null, '503' or 'drop'")
-        faults.outage = data["outage"]
-    if "outage_retry_after" in data:
-        faults.outage_retry_after = int(data["outage_retry_after"])
-    if "rate_limit" in data:
-        faults.rate_limit = int(data["rate_limit"])
-    if "rate_window" in data:
-        faults.rate_window = float(data["rate_window"])
-    if "upload_ttl" in data:
-        faults.upload_ttl = float(data["upload_ttl"])
-    if "oauth_ttl" in data:
-        faults.oauth_ttl = None if data["oauth_ttl"] is None else int(data["oauth_ttl"])
-    return JSONResponse({"ok": True})
-
-
-async def control_fail_next(request: Request) -> Response:
-    """Answer the next ``count`` API requests whose path contains ``path`` with ``status``."""
-    state: State = request.app.state.emulator
-    data = await request.json()
-    state.faults.fail_next.append(
-        {
-            "status": int(data.get("status", 500)),
-            "count": int(data.get("count", 1)),
-            "path": str(data.get("path", "")),
-            "method": str(data.get("method", "")).upper(),
-        }
-    )
-    return JSONResponse({"ok": True})
-
-
 async def control_expire_uploads(request: Request) -> Response:
     state: State = request.app.state.emulator
     past = time.time() - 1
@@ -655,10 +594,6 @@ async def control_revoke_oauth(request: Request) -> Response:
     return JSONResponse({"revoked": revoked})
 
 
-async def control_state(request: Request) -> Response:
-    return JSONResponse(request.app.state.emulator.snapshot(_base(request)))
-
-
 API_ROUTES = [
     Route("/api/v2/users/me{ext:path}", users_me, methods=["GET"]),
     Route("/api/v2/uploads{ext:path}", create_upload, methods=["POST"]),
@@ -670,15 +605,10 @@ API_ROUTES = [
 ]
 
 CONTROL_ROUTES = [
-    Route("/_emulator/health", control_health, methods=["GET"]),
-    Route("/_emulator/reset", control_reset, methods=["POST"]),
     Route("/_emulator/tickets", control_create_ticket, methods=["POST"]),
     Route("/_emulator/tickets/{ticket_id:int}/comments", control_comments, methods=["GET"]),
-    Route("/_emulator/faults", control_faults, methods=["POST"]),
-    Route("/_emulator/fail_next", control_fail_next, methods=["POST"]),
     Route("/_emulator/expire_uploads", control_expire_uploads, methods=["POST"]),
     Route("/_emulator/revoke_oauth", control_revoke_oauth, methods=["POST"]),
-    Route("/_emulator/state", control_state, methods=["GET"]),
 ]
 
 # Paths that need no Authorization header (as in Zendesk: the token endpoint
@@ -686,166 +616,20 @@ CONTROL_ROUTES = [
 _PUBLIC_PATHS = ("/oauth/tokens", "/attachments/token/{token}/")
 
 
-class Gate:
-    """Records every API request and applies auth, outages and injected faults.
-
-    Control routes (``/_emulator/``) pass straight through and are never recorded.
-    """
-
-    def __init__(
-        self,
-        app: Starlette,
-        state: State,
-        connections: Callable[[], Iterable[Any]] | None = None,
-    ) -> None:
-        self.app = app
-        self.state = state
-        self.connections = connections
-
-    def _endpoint(self, scope: Scope) -> str:
-        for route in API_ROUTES:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return f"{scope['method']} {route.path.replace('{ext:path}', '')}"
-        return f"{scope['method']} {scope['path']}"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_emulator/"):
-            await self.app(scope, receive, send)
-            return
-        state = self.state
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        auth = headers.get("authorization")
-        endpoint = self._endpoint(scope)
-        record: dict[str, Any] = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "endpoint": endpoint,
-            "auth": state.auth_kind(auth),
-            "content_length": headers.get("content-length"),
-            "transfer_encoding": headers.get("transfer-encoding"),
-            "status": None,
-        }
-        state.requests.append(record)
-        state.counts[endpoint] += 1
-
-        if state.faults.outage == "drop":
-            record["status"] = "dropped"
-            state.dropped += 1
-            await self._drop(scope, receive)
-            return
-        response: Response | None = None
-        if state.faults.outage == "503":
-            response = _error(503, "ServiceUnavailable", "Maintenance")
-            response.headers["Retry-After"] = str(state.faults.outage_retry_after)
-        if response is None:
-            response = self._injected(scope)
-        route_path = endpoint.split(" ", 1)[1]
-        if response is None and route_path not in _PUBLIC_PATHS and not state.authenticate(auth):
-            response = JSONResponse({"error": "Couldn't authenticate you"}, status_code=401)
-        if response is not None:
-            await self._drain(receive)
-            await response(scope, receive, send)
-            self._done(record, response.status_code)
-            return
-
-        async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._done(record, message["status"])
-            await send(message)
-
-        await self.app(scope, receive, recording_send)
-
-    def _done(self, record: dict[str, Any], status: int) -> None:
-        record["status"] = status
-        self.state.statuses[str(status)] += 1
-
-    def _injected(self, scope: Scope) -> Response | None:
-        for fault in self.state.faults.fail_next:
-            if fault["path"] in scope["path"] and fault["method"] in ("", scope["method"]):
-                fault["count"] -= 1
-                if fault["count"] <= 0:
-                    self.state.faults.fail_next.remove(fault)
-                status = fault["status"]
-                response = _error(status, "InjectedFailure", f"Injected failure {status}")
-                if status in (429, 503):
-                    response.headers["Retry-After"] = str(self.state.faults.outage_retry_after)
-                return response
-        return None
-
-    @staticmethod
-    async def _drain(receive: Receive) -> None:
-        """Read the request body so a keep-alive connection stays usable."""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                return
-
-    async def _drop(self, scope: Scope, receive: Receive) -> None:
-        client = scope.get("client")
-        target = None
-        for conn in self.connections() if self.connections else ():
-            if getattr(conn, "client", None) is not None and tuple(conn.client) == tuple(
-                client or ()
-            ):
-                target = conn
-                break
-        if target is None:
-            raise RuntimeError("drop mode needs the emulator to run under serve()")
-        target.transport.abort()
-        # Wait until uvicorn has seen the disconnect, so it sends nothing after.
-        for _ in range(1000):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-        await asyncio.sleep(0)
-
-
-def create_app(
-    credentials: Credentials,
-    connections: Callable[[], Iterable[Any]] | None = None,
-) -> tuple[ASGIApp, State]:
-    """Build the emulator app. ``connections`` lists uvicorn's live protocols (for drop mode)."""
-    state = State(credentials)
-    inner = Starlette(routes=[*API_ROUTES, *CONTROL_ROUTES])
-    inner.state.emulator = state
-    return Gate(inner, state, connections), state
-
-
-def serve(credentials: Credentials, sock: socket.socket) -> None:
-    """Run the emulator with uvicorn on an already bound socket until killed."""
-    import uvicorn
-
-    holder: dict[str, Any] = {}
-
-    def connections() -> Iterable[Any]:
-        server = holder.get("server")
-        return list(server.server_state.connections) if server is not None else []
-
-    app, _ = create_app(credentials, connections)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_keep_alive=30,
-    )
-    server = uvicorn.Server(config)
-    holder["server"] = server
-    server.run(sockets=[sock])
+def build(credentials: Credentials, connections: Any = None) -> Any:
+    """The emulator app; ``connections`` lists uvicorn's live protocols (for drop mode)."""
+    return create_app(
+        State(credentials), API_ROUTES, CONTROL_ROUTES,
+        public_paths=_PUBLIC_PATHS, connections=connections,
+    )  # fmt: skip
 
 
 def main() -> None:
     raw = os.environ.get("ZENDESK_EMULATOR_CREDENTIALS")
     credentials = Credentials(**json.loads(raw)) if raw else Credentials.generate()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    print(f"PORT {sock.getsockname()[1]}", flush=True)
     if not raw:
         print(json.dumps(credentials.__dict__), file=sys.stderr, flush=True)
-    serve(credentials, sock)
+    serve(lambda connections: build(credentials, connections))
 
 
 if __name__ == "__main__":

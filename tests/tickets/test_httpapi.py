@@ -53,6 +53,20 @@ def test_a_404_can_name_what_is_missing() -> None:
     assert status_error("Acme", "note", response(404), "").message == "Acme note failed: HTTP 404"
 
 
+def test_a_system_can_name_its_credentials_and_its_own_refusals() -> None:
+    def error(status: int) -> TicketError:
+        return status_error(
+            "Acme", "note", response(status), "", credentials="ACME_TOKEN",
+            refusals={409: "", 413: "too large for Acme"},
+        )  # fmt: skip
+
+    assert error(401).message == "Acme note failed: HTTP 401: unauthorized, check ACME_TOKEN"
+    assert (error(409).message, error(409).retryable) == ("Acme note failed: HTTP 409", False)
+    assert error(413).message == "Acme note failed: HTTP 413: too large for Acme"
+    assert not error(413).retryable
+    assert error(500).retryable and error(408).retryable
+
+
 def test_network_errors_are_retryable() -> None:
     error = network_error("Acme", "ping", httpx.ConnectError("refused"))
     assert error.retryable and error.status is None

@@ -192,7 +192,7 @@ def test_throttling_is_retryable_with_retry_after(jira_api: JiraEmulator, status
 
 def test_per_issue_write_limit_is_a_429_with_its_wait(jira_api: JiraEmulator) -> None:
     key = jira_api.create_ticket()
-    jira_api.set_faults(rate_limit=1, rate_window=40)
+    jira_api.set_faults(write_limit=1, write_window=40)
     post(jira_api.settings(), key, NewComment("first", public=False))
     error = post_error(jira_api.settings(), key, NewComment("second", public=False))
     assert error.status == 429 and error.retryable

@@ -162,7 +162,7 @@ def test_size_limit_is_413_and_the_site_setting_says_it(
 
 def test_429_and_503_carry_retry_after(jira_api: JiraEmulator, api: httpx.Client) -> None:
     key = jira_api.create_ticket()
-    jira_api.set_faults(rate_limit=2, rate_window=30)
+    jira_api.set_faults(write_limit=2, write_window=30)
     for n in range(2):
         assert api.post(f"{API}/request/{key}/comment", json={"body": f"{n}"}).status_code == 201
     limited = api.post(f"{API}/request/{key}/comment", json={"body": "3"})

@@ -54,8 +54,8 @@ def find(emulator: ServiceNowEmulator, ticket: str, markers: list[str]) -> set[s
     return run(with_client(emulator, lambda t: t.find_markers(ticket, markers)))
 
 
-def test_implements_the_seam(servicenow: ServiceNowEmulator) -> None:
-    tickets = ServiceNowTickets(servicenow.settings())
+def test_implements_the_seam(servicenow_api: ServiceNowEmulator) -> None:
+    tickets = ServiceNowTickets(servicenow_api.settings())
     assert isinstance(tickets, TicketSystem)
     assert tickets.name == "servicenow"
     assert tickets.max_comment_attachments == SERVICENOW_ATTACHMENT_LIMIT == 1024**3
@@ -64,20 +64,20 @@ def test_implements_the_seam(servicenow: ServiceNowEmulator) -> None:
 
 @pytest.mark.parametrize("auth", ["basic", "oauth"])
 def test_files_then_one_work_note_with_identical_bytes(
-    servicenow: ServiceNowEmulator, auth: str
+    servicenow_api: ServiceNowEmulator, auth: str
 ) -> None:
-    number = servicenow.create_ticket()
+    number = servicenow_api.create_ticket()
     files = {"dump 1.bin": os.urandom(250_000), "notes.txt": b"hello\n"}
     body = "2 files were uploaded:\n  [upload-gateway file A]\n  [upload-gateway file B]\n"
     comment = NewComment(body, public=False, attachments=[source(n, d) for n, d in files.items()])
-    post(servicenow, number, comment, auth=auth)
+    post(servicenow_api, number, comment, auth=auth)
 
-    [note] = servicenow.comments(number)
+    [note] = servicenow_api.comments(number)
     assert (note["body"], note["public"]) == (body, False)
     assert {a["file_name"]: (a["size"], a["sha256"]) for a in note["attachments"]} == {
         n: (len(d), sha(d)) for n, d in files.items()
     }
-    state = servicenow.state()
+    state = servicenow_api.state()
     assert set(state["auth_kinds"]) == {"basic" if auth == "basic" else "bearer"}
     methods = [(r["method"], r["endpoint"]) for r in state["requests"]]
     assert methods == [
@@ -86,95 +86,102 @@ def test_files_then_one_work_note_with_identical_bytes(
         ("POST", "POST /api/now/attachment/file"),
         ("PATCH", "PATCH /api/now/table/{table}/{sys_id}"),
     ]
-    assert find(servicenow, number, ["[upload-gateway file B]", "[x]"]) == {
+    assert find(servicenow_api, number, ["[upload-gateway file B]", "[x]"]) == {
         "[upload-gateway file B]"
     }
 
 
-def test_a_public_comment_goes_to_comments(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
-    post(servicenow, number, NewComment("see the link [m1]\n", public=True))
-    [entry] = servicenow.state()["journal"]
+def test_a_public_comment_goes_to_comments(servicenow_api: ServiceNowEmulator) -> None:
+    number = servicenow_api.create_ticket()
+    post(servicenow_api, number, NewComment("see the link [m1]\n", public=True))
+    [entry] = servicenow_api.state()["journal"]
     assert entry["element"] == "comments"
-    assert servicenow.comments(number)[0]["public"] is True
-    assert find(servicenow, number, ["[m1]"]) == {"[m1]"}
+    assert servicenow_api.comments(number)[0]["public"] is True
+    assert find(servicenow_api, number, ["[m1]"]) == {"[m1]"}
 
 
-def test_a_sys_id_works_as_the_ticket_id(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
-    sys_id = servicenow.record(number)["sys_id"]
-    post(servicenow, sys_id, NewComment("by sys_id\n", public=False))
-    assert [c["body"] for c in servicenow.comments(number)] == ["by sys_id\n"]
+def test_a_sys_id_works_as_the_ticket_id(servicenow_api: ServiceNowEmulator) -> None:
+    number = servicenow_api.create_ticket()
+    sys_id = servicenow_api.record(number)["sys_id"]
+    post(servicenow_api, sys_id, NewComment("by sys_id\n", public=False))
+    assert [c["body"] for c in servicenow_api.comments(number)] == ["by sys_id\n"]
 
 
-def test_markers_are_found_on_any_page(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
-    sys_id = servicenow.record(number)["sys_id"]
-    c = servicenow.credentials
-    with httpx.Client(base_url=servicenow.url, auth=(c["user"], c["password"])) as client:
+def test_markers_are_found_on_any_page(servicenow_api: ServiceNowEmulator) -> None:
+    number = servicenow_api.create_ticket()
+    sys_id = servicenow_api.record(number)["sys_id"]
+    c = servicenow_api.credentials
+    with httpx.Client(base_url=servicenow_api.url, auth=(c["user"], c["password"])) as client:
         for i in range(130):
             client.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": f"[m{i}]"})
     wanted = ["[m0]", "[m29]", "[m30]", "[m129]", "[m130]"]
-    assert find(servicenow, number, wanted) == set(wanted) - {"[m130]"}
-    pages = [r for r in servicenow.state()["requests"] if "sys_journal_field" in r["path"]]
+    assert find(servicenow_api, number, wanted) == set(wanted) - {"[m130]"}
+    pages = [r for r in servicenow_api.state()["requests"] if "sys_journal_field" in r["path"]]
     assert len(pages) == 2  # 100 a page, newest first: [m0] and [m29] are on the second
 
 
 def test_a_closed_record_is_refused_before_anything_is_written(
-    servicenow: ServiceNowEmulator,
+    servicenow_api: ServiceNowEmulator,
 ) -> None:
-    number = servicenow.create_ticket()
-    servicenow.close_ticket(number)
+    number = servicenow_api.create_ticket()
+    servicenow_api.close_ticket(number)
     comment = NewComment("x", public=False, attachments=[source("a.bin", b"abc")])
-    error = post_error(servicenow, number, comment)
+    error = post_error(servicenow_api, number, comment)
     assert not error.retryable and f"{number} is closed" in error.message
-    assert servicenow.attachment_count(number) == 0
+    assert servicenow_api.attachment_count(number) == 0
 
 
-def test_a_note_an_acl_drops_silently_is_reported(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
+def test_a_note_an_acl_drops_silently_is_reported(servicenow_api: ServiceNowEmulator) -> None:
+    number = servicenow_api.create_ticket()
 
     async def close_before_update(request: httpx.Request) -> None:
         if request.method == "PATCH":
-            servicenow.close_ticket(number)  # between the lookup and the update
+            servicenow_api.close_ticket(number)  # between the lookup and the update
 
     error = post_error(
-        servicenow, number, NewComment("x", public=False), hooks={"request": [close_before_update]}
+        servicenow_api,
+        number,
+        NewComment("x", public=False),
+        hooks={"request": [close_before_update]},
     )
     assert not error.retryable and "no work_notes entry was recorded" in error.message
 
 
 @pytest.mark.parametrize("how", ["deleted", "unknown"])
 def test_a_deleted_record_is_a_refusal_that_names_it(
-    servicenow: ServiceNowEmulator, how: str
+    servicenow_api: ServiceNowEmulator, how: str
 ) -> None:
-    number = servicenow.create_ticket()
+    number = servicenow_api.create_ticket()
     if how == "deleted":
-        servicenow.delete_ticket(number)
+        servicenow_api.delete_ticket(number)
     else:
         number = "INC0999999"
-    error = post_error(servicenow, number, NewComment("x", public=False))
+    error = post_error(servicenow_api, number, NewComment("x", public=False))
     assert (error.status, error.retryable) == (404, False)
     assert f"incident {number}: no such record" in error.message
     with pytest.raises(TicketError) as info:
-        find(servicenow, number, ["[m]"])
+        find(servicenow_api, number, ["[m]"])
     assert info.value.status == 404
 
 
-def test_an_attachment_over_the_instance_limit_is_refused(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
-    servicenow.set_max_size(1000)
+def test_an_attachment_over_the_instance_limit_is_refused(
+    servicenow_api: ServiceNowEmulator,
+) -> None:
+    number = servicenow_api.create_ticket()
+    servicenow_api.set_max_size(1000)
     comment = NewComment("x", public=False, attachments=[source("big.bin", b"z" * 1001)])
-    error = post_error(servicenow, number, comment)
+    error = post_error(servicenow_api, number, comment)
     assert (error.status, error.retryable) == (400, False)
     assert "max_size" in error.message
-    assert servicenow.comments(number) == []
+    assert servicenow_api.comments(number) == []
 
 
-def test_ping_reads_the_table_and_reports_bad_credentials(servicenow: ServiceNowEmulator) -> None:
-    run(with_client(servicenow, lambda t: t.ping()))
+def test_ping_reads_the_table_and_reports_bad_credentials(
+    servicenow_api: ServiceNowEmulator,
+) -> None:
+    run(with_client(servicenow_api, lambda t: t.ping()))
     with pytest.raises(TicketError) as info:
-        run(with_client(servicenow, lambda t: t.ping(), password="wrong"))
+        run(with_client(servicenow_api, lambda t: t.ping(), password="wrong"))
     assert (info.value.status, info.value.retryable) == (401, False)
     assert "User Not Authenticated" in info.value.message
     assert "wrong" not in info.value.message
@@ -185,21 +192,21 @@ def test_ping_reads_the_table_and_reports_bad_credentials(servicenow: ServiceNow
     [("429", 429, 6.0), ("503", 503, 6.0), ("drop", None, None), ("403", 403, None)],
 )
 def test_failures_are_translated_with_the_servers_wait(
-    servicenow: ServiceNowEmulator, fault: str, status: int | None, retry_after: float | None
+    servicenow_api: ServiceNowEmulator, fault: str, status: int | None, retry_after: float | None
 ) -> None:
-    number = servicenow.create_ticket()
+    number = servicenow_api.create_ticket()
     if fault in ("503", "drop"):
-        servicenow.outage(fault, retry_after=6)
+        servicenow_api.outage(fault, retry_after=6)
     else:
-        servicenow.outage(None, retry_after=6)
-        servicenow.fail_next(int(fault), method="PATCH")
-    error = post_error(servicenow, number, NewComment("x", public=False))
-    servicenow.outage(None)
+        servicenow_api.outage(None, retry_after=6)
+        servicenow_api.fail_next(int(fault), method="PATCH")
+    error = post_error(servicenow_api, number, NewComment("x", public=False))
+    servicenow_api.outage(None)
     assert error.retryable is (fault != "403")
     assert (error.status, error.retry_after) == (status, retry_after)
     if fault == "403":
         assert "unauthorized, check the ServiceNow credentials" in error.message
-    assert servicenow.comments(number) == []
+    assert servicenow_api.comments(number) == []
 
 
 def hashed(name: str, data: bytes) -> AttachmentSource:
@@ -208,30 +215,36 @@ def hashed(name: str, data: bytes) -> AttachmentSource:
 
 
 def test_a_note_that_failed_after_its_files_does_not_attach_them_twice(
-    servicenow: ServiceNowEmulator,
+    servicenow_api: ServiceNowEmulator,
 ) -> None:
-    number = servicenow.create_ticket()
+    number = servicenow_api.create_ticket()
     data = os.urandom(80_000)
     comment = NewComment("[m1]\n", public=False, attachments=[hashed("x.bin", data)])
-    servicenow.fail_next(500, method="PATCH")
-    assert post_error(servicenow, number, comment).retryable
-    assert servicenow.attachment_count(number) == 1 and servicenow.comments(number) == []
+    servicenow_api.fail_next(500, method="PATCH")
+    assert post_error(servicenow_api, number, comment).retryable
+    assert servicenow_api.attachment_count(number) == 1 and servicenow_api.comments(number) == []
 
-    post(servicenow, number, comment)
-    assert servicenow.attachment_count(number) == 1
-    [note] = servicenow.comments(number)
+    post(servicenow_api, number, comment)
+    assert servicenow_api.attachment_count(number) == 1
+    [note] = servicenow_api.comments(number)
     assert [a["sha256"] for a in note["attachments"]] == [sha(data)]
 
 
 def test_same_name_and_size_but_other_bytes_is_attached_again(
-    servicenow: ServiceNowEmulator,
+    servicenow_api: ServiceNowEmulator,
 ) -> None:
-    number = servicenow.create_ticket()
+    number = servicenow_api.create_ticket()
     first, second = b"a" * 1000, b"b" * 1000
-    post(servicenow, number, NewComment("[m1]\n", public=False, attachments=[hashed("f", first)]))
-    post(servicenow, number, NewComment("[m2]\n", public=False, attachments=[hashed("f", second)]))
-    assert servicenow.attachment_count(number) == 2
-    assert [[a["sha256"] for a in c["attachments"]] for c in servicenow.comments(number)] == [
+    post(
+        servicenow_api, number, NewComment("[m1]\n", public=False, attachments=[hashed("f", first)])
+    )
+    post(
+        servicenow_api,
+        number,
+        NewComment("[m2]\n", public=False, attachments=[hashed("f", second)]),
+    )
+    assert servicenow_api.attachment_count(number) == 2
+    assert [[a["sha256"] for a in c["attachments"]] for c in servicenow_api.comments(number)] == [
         [sha(first)],
         [sha(second)],
     ]

@@ -25,9 +25,9 @@ def api(emulator: ServiceNowEmulator, auth: str = "basic") -> httpx.Client:
 
 
 @pytest.mark.parametrize("auth", ["basic", "oauth"])
-def test_basic_and_bearer_auth_are_accepted(servicenow: ServiceNowEmulator, auth: str) -> None:
-    number = servicenow.create_ticket()
-    with api(servicenow, auth) as client:
+def test_basic_and_bearer_auth_are_accepted(servicenow_api: ServiceNowEmulator, auth: str) -> None:
+    number = servicenow_api.create_ticket()
+    with api(servicenow_api, auth) as client:
         found = client.get("/api/now/table/incident", params={"sysparm_query": f"number={number}"})
     assert found.status_code == 200
     [row] = found.json()["result"]
@@ -35,9 +35,11 @@ def test_basic_and_bearer_auth_are_accepted(servicenow: ServiceNowEmulator, auth
     assert row["active"] == "true" and row["sys_mod_count"] == "0"  # strings, as the API has them
 
 
-def test_refused_credentials_get_the_documented_error_body(servicenow: ServiceNowEmulator) -> None:
+def test_refused_credentials_get_the_documented_error_body(
+    servicenow_api: ServiceNowEmulator,
+) -> None:
     for auth in [None, ("admin", "wrong")]:
-        refused = httpx.get(f"{servicenow.url}/api/now/table/incident", auth=auth)
+        refused = httpx.get(f"{servicenow_api.url}/api/now/table/incident", auth=auth)
         assert refused.status_code == 401
         assert refused.json() == {
             "error": {
@@ -49,10 +51,10 @@ def test_refused_credentials_get_the_documented_error_body(servicenow: ServiceNo
 
 
 def test_queries_select_fields_and_page_with_limit_offset_and_link(
-    servicenow: ServiceNowEmulator,
+    servicenow_api: ServiceNowEmulator,
 ) -> None:
-    numbers = [servicenow.create_ticket() for _ in range(5)]
-    with api(servicenow) as client:
+    numbers = [servicenow_api.create_ticket() for _ in range(5)]
+    with api(servicenow_api) as client:
         page = client.get(
             "/api/now/table/incident",
             params={"sysparm_limit": "2", "sysparm_offset": "2", "sysparm_fields": "number"},
@@ -70,12 +72,12 @@ def test_queries_select_fields_and_page_with_limit_offset_and_link(
 
 
 def test_work_notes_become_journal_entries_unless_the_record_is_closed(
-    servicenow: ServiceNowEmulator,
+    servicenow_api: ServiceNowEmulator,
 ) -> None:
-    number = servicenow.create_ticket()
-    sys_id = servicenow.record(number)["sys_id"]
+    number = servicenow_api.create_ticket()
+    sys_id = servicenow_api.record(number)["sys_id"]
     query = f"element_id={sys_id}^elementINwork_notes,comments^ORDERBYDESCsys_created_on"
-    with api(servicenow) as client:
+    with api(servicenow_api) as client:
         for text in ["first note", "second note"]:
             updated = client.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": text})
             assert updated.status_code == 200
@@ -91,23 +93,23 @@ def test_work_notes_become_journal_entries_unless_the_record_is_closed(
             {"element": "work_notes", "value": "second note"},
             {"element": "work_notes", "value": "first note"},
         ]
-        servicenow.close_ticket(number)
+        servicenow_api.close_ticket(number)
         dropped = client.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": "late"})
     assert dropped.status_code == 200 and dropped.json()["result"]["sys_mod_count"] == "3"
-    assert [c["body"] for c in servicenow.comments(number)] == [
+    assert [c["body"] for c in servicenow_api.comments(number)] == [
         "first note",
         "second note",
         "hello",
     ]
-    assert [c["public"] for c in servicenow.comments(number)] == [False, False, True]
+    assert [c["public"] for c in servicenow_api.comments(number)] == [False, False, True]
 
 
-def test_attachments_upload_raw_and_download_identical(servicenow: ServiceNowEmulator) -> None:
-    number = servicenow.create_ticket()
-    sys_id = servicenow.record(number)["sys_id"]
+def test_attachments_upload_raw_and_download_identical(servicenow_api: ServiceNowEmulator) -> None:
+    number = servicenow_api.create_ticket()
+    sys_id = servicenow_api.record(number)["sys_id"]
     data = os.urandom(123_457)
     params = {"table_name": "incident", "table_sys_id": sys_id, "file_name": "trace.log"}
-    with api(servicenow) as client:
+    with api(servicenow_api) as client:
         created = client.post(
             "/api/now/attachment/file",
             params=params,
@@ -137,7 +139,7 @@ def test_attachments_upload_raw_and_download_identical(servicenow: ServiceNowEmu
             headers={"Content-Type": "text/plain"},
         )
         assert nowhere.status_code == 404 and nowhere.json()["status"] == "failure"
-        servicenow.set_max_size(1000)
+        servicenow_api.set_max_size(1000)
         too_big = client.post(
             "/api/now/attachment/file",
             params=params,
@@ -145,12 +147,12 @@ def test_attachments_upload_raw_and_download_identical(servicenow: ServiceNowEmu
             headers={"Content-Type": "application/octet-stream"},
         )
     assert too_big.status_code == 400 and "max_size" in too_big.json()["error"]["message"]
-    assert servicenow.attachment_count(number) == 1
+    assert servicenow_api.attachment_count(number) == 1
 
 
-def test_rate_limit_and_outage_carry_retry_after(servicenow: ServiceNowEmulator) -> None:
-    servicenow.set_rate_limit(1, window=30)
-    with api(servicenow) as client:
+def test_rate_limit_and_outage_carry_retry_after(servicenow_api: ServiceNowEmulator) -> None:
+    servicenow_api.set_rate_limit(1, window=30)
+    with api(servicenow_api) as client:
         assert client.get("/api/now/table/incident").status_code == 200
         limited = client.get("/api/now/table/incident")
         assert limited.status_code == 429
@@ -164,14 +166,14 @@ def test_rate_limit_and_outage_carry_retry_after(servicenow: ServiceNowEmulator)
             },
             "status": "failure",
         }
-        servicenow.set_rate_limit(None)
-        servicenow.outage("503", retry_after=4)
+        servicenow_api.set_rate_limit(None)
+        servicenow_api.outage("503", retry_after=4)
         down = client.get("/api/now/table/incident")
         assert (down.status_code, down.headers["Retry-After"]) == (503, "4")
-        servicenow.outage(None)
-        servicenow.fail_next(403, path="/api/now/table/incident", method="PATCH")
-        number = servicenow.create_ticket()
-        sys_id = servicenow.record(number)["sys_id"]
+        servicenow_api.outage(None)
+        servicenow_api.fail_next(403, path="/api/now/table/incident", method="PATCH")
+        number = servicenow_api.create_ticket()
+        sys_id = servicenow_api.record(number)["sys_id"]
         denied = client.patch(f"/api/now/table/incident/{sys_id}", json={"work_notes": "x"})
     assert denied.status_code == 403
     assert denied.json()["error"]["message"] == "Operation Failed"

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.settings import ZendeskSettings
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
-from gateway.tickets.zendesk import MAX_COMMENT_BYTES, ZendeskTickets, parse_retry_after
+from gateway.tickets.zendesk import MAX_COMMENT_BYTES, ZendeskTickets
 from tests.support.zendesk import ZendeskEmulator
 
 T = TypeVar("T")
@@ -210,7 +210,7 @@ def test_wrong_credentials_are_not_retryable(
 
 def test_rate_limit_is_retryable_with_retry_after(zendesk_api: ZendeskEmulator) -> None:
     zendesk_api.create_ticket(107)
-    zendesk_api.set_rate_limit(2, window=600)
+    zendesk_api.set_update_limit(2, window=600)
     settings = zendesk_api.settings()
     post(settings, "107", NewComment("1", False))
     post(settings, "107", NewComment("2", False))
@@ -309,7 +309,7 @@ def test_closed_ticket_is_not_retryable_and_not_reuploaded(zendesk_api: ZendeskE
 
 def test_find_markers_after_posting_and_not_before(zendesk_api: ZendeskEmulator) -> None:
     zendesk_api.create_ticket(114)
-    zendesk_api.set_rate_limit(1000)
+    zendesk_api.set_update_limit(1000)
     markers = ["[gw:file-1]", "[gw:file-2]"]
 
     async def go(t: ZendeskTickets) -> None:
@@ -413,19 +413,3 @@ def test_no_secret_appears_in_any_error(zendesk_api: ZendeskEmulator) -> None:
         settings = zendesk_api.settings(auth)
         shown = repr(settings) + repr(ZendeskTickets(settings))
         assert not any(s in shown for s in secrets_)
-
-
-@pytest.mark.parametrize(
-    "header, expected",
-    [
-        ("7", 7.0),
-        (" 2.5 ", 2.5),
-        ("-3", 0.0),
-        (None, None),
-        ("soon", None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 30.0),
-    ],
-)
-def test_parse_retry_after(header: str | None, expected: float | None) -> None:
-    now = 1445412450.0  # 30 s before the date above
-    assert parse_retry_after(header, now=now) == expected
