@@ -130,7 +130,7 @@ def _direct(h: Harness, bucket: str, file_id: str, file: TestFile) -> Row:
         h.settle()
         with measure({"S3": h.seaweed.process.pid}) as cpu:
             seconds, rc, out = _timed(
-                [sys.executable, "-m", "bench.direct_download", bucket,
+                [sys.executable, "-m", "bench.direct", "download", bucket,
                  f"files/{file_id}/data", str(dest)],
                 env=h.child_env(),
             )  # fmt: skip

@@ -179,9 +179,9 @@ def _median_pair(pairs: list[tuple[Row, Row]], rss_limit: int) -> list[Row]:
 
 
 def _direct_upload(h: Harness, bucket: str, file: TestFile) -> tuple[float | None, str]:
-    """boto3 ``upload_file`` in its own process (bench/direct_upload.py): seconds, or why not."""
+    """boto3 ``upload_file`` in its own process (bench/direct.py): seconds, or why not."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.direct_upload", bucket, "direct.bin", str(file.path)],
+        [sys.executable, "-m", "bench.direct", "upload", bucket, "direct.bin", str(file.path)],
         cwd=Path(__file__).resolve().parents[1],
         env=h.child_env(),
         capture_output=True,
