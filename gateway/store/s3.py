@@ -49,6 +49,10 @@ T = TypeVar("T")
 
 READ_CHUNK = 1024 * 1024
 COMPOSE_CONCURRENCY = 4  # parts copied (or sent) at once while composing
+# The largest range one UploadPartCopy copies. S3 allows 5 GiB, but the server answers only
+# once the copy is done, and at a few hundred MB/s a 5 GiB copy would outlast the client's
+# 60 s read timeout; 1 GiB keeps each well inside it and a 5 TiB file within 10,000 parts.
+COPY_PART = 1024 * 1024 * 1024
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 # Ceph RGW answers ListParts for an aborted or completed upload with NoSuchKey; for a
 # multipart call on an upload id that can only mean the upload is gone.
@@ -596,7 +600,7 @@ class S3Store:
                 raise KeyError(source)
             infos.append(info)
         try:
-            planned = compose_plan([info.size for info in infos])
+            planned = compose_plan([info.size for info in infos], max_part=COPY_PART)
         except ValueError as exc:
             raise StorageError(f"composing {key!r}: {exc}") from None
         if not planned or (len(planned) == 1 and not planned[0].copy):
