@@ -92,6 +92,12 @@ class InstrumentedStore:
         with self._measure("list_multipart"):
             return await self.inner.list_multipart(prefix)
 
+    async def compose(
+        self, key: str, sources: builtins.list[str], content_type: str | None = None
+    ) -> str:
+        with self._measure("compose"):
+            return await self.inner.compose(key, sources, content_type)
+
     async def housekeep(self) -> int:
         with self._measure("housekeep"):
             return await self.inner.housekeep()

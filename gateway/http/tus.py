@@ -347,9 +347,21 @@ async def _create_final(
         return _reply(
             201, {"Location": location, "Upload-Length": str(done.size), **_file_headers(done)}
         )
-    record = await services.engine.concatenate(
-        link, sources, filename=filename, content_type=file_type, metadata=metadata
-    )
+    try:
+        record = await services.engine.concatenate(
+            link, sources, filename=filename, content_type=file_type, metadata=metadata
+        )
+    except GatewayError as exc:
+        # The partial uploads became a file (and are being removed) while this POST looked
+        # at them: answer with that file, as a POST repeated a moment later would.
+        vanished = exc.code in (Code.CONFLICT, Code.NOT_FOUND, Code.GONE)
+        done = await services.engine.joined(link, sources) if vanished else None
+        if done is None:
+            raise
+        location = _upload_url(services, request, done.file_id)
+        return _reply(
+            201, {"Location": location, "Upload-Length": str(done.size), **_file_headers(done)}
+        )
     services.upload_started(record)
     location = _upload_url(services, request, record.id)
     headers = {"Location": location, "Upload-Length": str(record.length), **_expires(record)}

@@ -100,6 +100,21 @@ class ObjectStore(Protocol):
 
     async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]: ...
 
+    async def compose(
+        self, key: str, sources: builtins.list[str], content_type: str | None = None
+    ) -> str:
+        """Make ``key`` the concatenation of the objects ``sources``, in order; return its
+        ETag (as HEAD reports it).
+
+        Done inside the store as far as it can be, so the bytes do not pass
+        through the gateway a second time: the file store links the sources'
+        files, S3 copies parts server-side (UploadPartCopy) and sends only
+        the pieces too small to be parts of their own. The sources stay as
+        they are. A missing source raises KeyError naming it; ``key`` is
+        written only once every source was found whole.
+        """
+        ...
+
     async def housekeep(self) -> int:
         """Remove the store's own leftovers (not objects); return how many went.
 

@@ -473,11 +473,13 @@ class UploadEngine:
         """
         claim = record.id.encode()
         taken: list[str] = []
+        fresh: str | None = None  # a partial upload whose claim we took from no one
         for source in record.sources:
             key = records.final_key(source)
             try:
                 await self.store.put(key, claim, if_absent=True)
                 taken.append(source)
+                fresh = fresh or source
                 continue
             except PreconditionFailed:
                 pass
@@ -495,9 +497,7 @@ class UploadEngine:
                 await self.store.put(key, claim)  # a stale claim: take it over
                 taken.append(source)
                 continue
-            for mine in taken:
-                await self.store.delete(records.final_key(mine))
-            await self.store.delete(records.info_key(record.id))
+            await self._drop_claims(record, taken)
             if existing is None:
                 # That final upload is a file now and its partial uploads are going:
                 # a retry finds the file (joined markers).
@@ -508,7 +508,17 @@ class UploadEngine:
                     f"Partial upload {source} is already part of another final upload.",
                 )
             return existing
+        if fresh is not None and await self.store.head(records.joined_key(fresh)) is not None:
+            # Another final upload became a file and was removing its claims as we took them
+            # (it writes the joined markers first): these partial uploads are that file now.
+            await self._drop_claims(record, taken)
+            raise GatewayError(Code.CONFLICT, "These partial uploads were just joined.")
         return record
+
+    async def _drop_claims(self, record: UploadRecord, taken: list[str]) -> None:
+        for mine in taken:
+            await self.store.delete(records.final_key(mine))
+        await self.store.delete(records.info_key(record.id))
 
     async def _live_final(self, upload_id: str) -> UploadRecord | None:
         if not records.is_id(upload_id):
@@ -658,11 +668,50 @@ class UploadEngine:
                 sizes.append(info.size)
             if sum(sizes) != record.length:
                 raise GatewayError(Code.GONE, "The partial uploads changed since the final one.")
+            if record.multipart_id is None and stored.tail is None:
+                joined = await self._compose(record)
+                if joined is not None:
+                    return joined
+            # The store cannot join objects itself (or a copy begun earlier is resumed):
+            # the bytes pass through the part writer once more.
             chunks = self._read_sources(record.sources, sizes, stored.offset)
             progress = await self._write_locked(
                 record, stored.offset, chunks, False, record.length - stored.offset, None, None
             )
             return progress.file
+
+    async def _compose(self, record: UploadRecord) -> FileRecord | None:
+        """Join the partial uploads inside the store, then hash the result once, in order.
+
+        The store links (file) or copies server-side (S3) what it can, so the
+        bytes are not written a second time by the gateway; the SHA-256 for
+        the receipt is read back from the joined object, so it vouches for
+        the bytes that will be delivered. A crash after the join leaves the
+        data object, which :meth:`_recover` hashes and records the same way.
+        None when the store cannot join objects.
+        """
+        assert record.length is not None
+        started = time.perf_counter()
+        try:
+            etag = await self.store.compose(
+                records.data_key(record.id),
+                [records.data_key(source) for source in record.sources],
+                record.content_type,
+            )
+        except NotImplementedError:
+            return None
+        except KeyError:
+            raise GatewayError(Code.GONE, "A partial upload is gone.") from None
+        joined = time.perf_counter()
+        file = await self._finish_record(record, record.length, etag, None)
+        log.info(
+            "joined upload %s from %d partial uploads: %.2fs join, %.2fs hash and record",
+            record.id,
+            len(record.sources),
+            joined - started,
+            time.perf_counter() - joined,
+        )
+        return file
 
     async def _read_sources(
         self, sources: list[str], sizes: list[int], start: int
@@ -743,9 +792,20 @@ class UploadEngine:
         """SHA-256 of a stored file, read back in order (after a resume elsewhere)."""
         state = hashlib.sha256()
         seen = 0
-        async for chunk in self.store.read(records.data_key(file_id)):
-            await asyncio.to_thread(state.update, chunk)
-            seen += len(chunk)
+        # Each chunk is hashed in a worker thread while the next one is read: in order,
+        # one at a time, and the read never waits for the hash (or the hash for the read).
+        hashing: asyncio.Future[None] | None = None
+        try:
+            async for chunk in self.store.read(records.data_key(file_id)):
+                if hashing is not None:
+                    await hashing
+                hashing = asyncio.ensure_future(asyncio.to_thread(state.update, chunk))
+                seen += len(chunk)
+            if hashing is not None:
+                await hashing
+        finally:
+            if hashing is not None and not hashing.done():
+                hashing.cancel()
         if seen != size:
             raise StorageError(f"stored file {file_id} has {seen} bytes, expected {size}")
         return state.hexdigest()

@@ -28,6 +28,12 @@ from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
 from gateway.uploads.records import FileRecord
 from tests.store.conftest import StoreFactory, run
+from tests.store.test_compose import (  # noqa: F401 - collected here again, on these servers
+    test_compose_joins_sources_of_any_size,
+    test_compose_of_short_and_empty_sources,
+    test_compose_replaces_an_existing_object,
+    test_compose_with_a_missing_source_writes_nothing,
+)
 from tests.store.test_contract import (  # noqa: F401 - collected here again, on these servers
     test_abort,
     test_identical_re_upload_lists_one_part,

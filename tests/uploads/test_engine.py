@@ -11,10 +11,13 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, cast
 
 import pytest
 
 from gateway.errors import Code, GatewayError
+from gateway.instrument import InstrumentedStore
+from gateway.metrics import Metrics
 from gateway.signing import UploadLink, new_link_id
 from gateway.store.base import ObjectStore
 from gateway.uploads import records
@@ -566,5 +569,109 @@ def test_the_keeper_runs_the_check_in_the_background(new_store: StoreFactory) ->
         await other.close()  # stops the keeper too
         assert [f.file_id for f in h.finished] == [final.id]
         assert h.finished[0].sha256 == SHA
+
+    run(new_store, scenario)
+
+
+def _calls(metrics: Metrics, op: str) -> float:
+    value = metrics.registry.get_sample_value("gateway_storage_request_seconds_count", {"op": op})
+    return value or 0.0
+
+
+def test_an_assembly_joins_the_partials_inside_the_store(new_store: StoreFactory) -> None:
+    """No byte of the partial uploads is written again: the store joins them (links or
+    server-side copies) and the receipt's SHA-256 is read back from the joined file."""
+
+    async def scenario(h: Harness) -> None:
+        metrics = Metrics(process=False)
+        engine = h.engine()
+        engine.store = InstrumentedStore(engine.store, metrics)
+        pieces = [DATA[: 6 * MiB], DATA[6 * MiB : 6 * MiB + 100], DATA[6 * MiB + 100 :]]
+        sources = [await complete_partial(engine, h.link, piece) for piece in pieces]
+        written = _calls(metrics, "upload_part")
+        final = await engine.concatenate(h.link, sources, filename="joined.bin")
+        file = await engine.start_assembly(final)
+        assert file is not None and (file.sha256, file.size) == (SHA, len(DATA))
+        assert await read_all(engine.store, final.id) == DATA
+        assert _calls(metrics, "compose") == 1
+        # The engine's part writer sent nothing: the store joined the partials itself
+        # (what S3 copies and what it sends is the plan's, tests/store/test_compose.py).
+        assert _calls(metrics, "upload_part") == written
+        assert _calls(metrics, "create_multipart") == len(pieces) - 1  # the partials' own
+        for source in sources:
+            assert await engine.store.head(records.data_key(source)) is None
+
+    run(new_store, scenario)
+
+
+def test_a_join_whose_process_died_before_recording_it_is_finished(
+    new_store: StoreFactory,
+) -> None:
+    """Killed between the join and the file record: the data object is there, and the
+    next check hashes it and records the file once."""
+
+    async def scenario(h: Harness) -> None:
+        first = h.engine()
+        halves = [DATA[: 7 * MiB], DATA[7 * MiB :]]
+        sources = [await complete_partial(first, h.link, half) for half in halves]
+        final = await first.concatenate(h.link, sources, filename="joined.bin")
+        await first.store.compose(
+            records.data_key(final.id), [records.data_key(s) for s in sources]
+        )
+        # `first` dies here, the file unrecorded.
+        other = h.engine()
+        assert await other.resume_assemblies() == 1
+        file = await other.start_assembly(final)
+        assert file is not None and file.sha256 == SHA
+        assert [f.file_id for f in h.finished] == [final.id]
+        assert await other.store.list(records.ASSEMBLING_PREFIX) == []
+
+    run(new_store, scenario)
+
+
+class _CannotCompose:
+    """A store that cannot join objects itself (an S3 server without UploadPartCopy)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def compose(self, key: str, sources: list[str], content_type: str | None = None) -> str:
+        raise NotImplementedError("no UploadPartCopy here")
+
+
+def test_a_store_that_cannot_join_gets_the_bytes_copied(new_store: StoreFactory) -> None:
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        engine.store = cast(ObjectStore, _CannotCompose(engine.store))
+        halves = [DATA[: 6 * MiB], DATA[6 * MiB :]]
+        sources = [await complete_partial(engine, h.link, half) for half in halves]
+        final = await engine.concatenate(h.link, sources, filename="copied.bin")
+        file = await engine.start_assembly(final)
+        assert file is not None and file.sha256 == SHA
+        assert await read_all(engine.store, final.id) == DATA
+
+    run(new_store, scenario)
+
+
+def test_a_final_upload_claiming_partials_just_joined_by_another_is_dropped(
+    new_store: StoreFactory,
+) -> None:
+    """Another final upload became a file and is removing its claims while a repeated
+    final POST takes them: the joined markers (written first) make that POST drop its
+    final upload instead of owning partial uploads that are going away."""
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine()
+        sources = [await complete_partial(engine, h.link, DATA[:100]) for _ in range(2)]
+        await engine.store.put(records.joined_key(sources[0]), b"{}")
+        with pytest.raises(GatewayError) as caught:
+            await engine.concatenate(h.link, sources, filename="late.bin")
+        assert caught.value.code is Code.CONFLICT
+        for source in sources:
+            assert await engine.store.head(records.final_key(source)) is None
+        assert await engine.resume_assemblies() == 0  # its marker names no final upload
 
     run(new_store, scenario)
