@@ -91,14 +91,14 @@ def _loopback(h: Harness, store: str, bucket: str | None, file: TestFile) -> lis
     with h.gateway(f"clients-{store}", bucket=bucket) as gw:
         pids = {"gateway": gw.pid} | ({"S3": h.seaweed.process.pid} if bucket else {})
         link = gw.link("1001")
-        base = _timed(h, f"curl -T ({label})", file, pids, lambda: _curl(h, link, file))
+        base = _timed(h, f"curl -T ({label})", file, gw, pids, lambda: _curl(h, link, file))
         rows.append(base)
-        cli = _timed(h, f"gateway upload ({label})", file, pids, lambda: _cli(link, file))
+        cli = _timed(h, f"gateway upload ({label})", file, gw, pids, lambda: _cli(link, file))
         rows.append(_against(cli, base, "curl -T"))
-        page = _timed(h, f"page in Chromium ({label})", file, pids, lambda: _page(link, file))
+        page = _timed(h, f"page in Chromium ({label})", file, gw, pids, lambda: _page(link, file))
         rows.append(_page_targets(_against(page, base, "curl -T")))
         tusjs = _timed(
-            h, f"tus-js-client defaults ({label})", file, pids,
+            h, f"tus-js-client defaults ({label})", file, gw, pids,
             lambda: _tus_js(h, link, file),
         )  # fmt: skip
         tusjs.ratio = _ratio(base, tusjs)
@@ -127,7 +127,7 @@ def _proxied(h: Harness, bucket: str, file: TestFile) -> list[Row]:
                 ("gateway upload", lambda: _cli(link, file), cli_streams),
                 ("page in Chromium", lambda: _page(link, file), page_streams),
             ):
-                row = _timed(h, f"{case} ({label})", file, pids, run)
+                row = _timed(h, f"{case} ({label})", file, gw, pids, run)
                 if row.seconds:
                     row.ratio = file.size / row.seconds / (allowed * connections)
                     row.target = f">= {CLIENT_RATIO} x proxy's {connections} x {RATE_MBIT} Mbit/s"
@@ -141,8 +141,9 @@ def _proxied(h: Harness, bucket: str, file: TestFile) -> list[Row]:
 # -- one timed client run ------------------------------------------------------------
 
 
-def _timed(h: Harness, case: str, file: TestFile, pids: dict[str, int], run: Any) -> Row:
-    """Run one client (seconds, problem, details) under CPU accounting, as a row."""
+def _timed(h: Harness, case: str, file: TestFile, gw: Any, pids: dict[str, int], run: Any) -> Row:
+    """Run one client (seconds, problem, details) under CPU accounting, as a row; its peak
+    RSS is the gateway's so far (VmHWM: every client of this gateway up to this one)."""
     h.log(f"clients: {case}")
     h.settle()
     with measure(pids) as cpu:
@@ -163,6 +164,7 @@ def _timed(h: Harness, case: str, file: TestFile, pids: dict[str, int], run: Any
         note=problem,
         extra=extra,
         cpu=cpu,
+        peak_rss=gw.peak_rss_bytes(),
     )
 
 
