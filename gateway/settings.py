@@ -194,6 +194,12 @@ def _required(env: Mapping[str, str], names: Iterable[str] | Mapping[str, str], 
             raise ConfigError(f"{name}: required when {when}{hint}")
 
 
+def _needs(env: Mapping[str, str], name: str, other: str) -> None:
+    """``name`` set means ``other`` must be set too."""
+    if _get(env, name) and not _get(env, other):
+        raise ConfigError(f"{other}: required with {name}")
+
+
 def _load_or_create_secret(data_dir: Path) -> bytes:
     path = data_dir / "secret.key"
     try:
@@ -242,10 +248,8 @@ def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
         password=_get(env, "GATEWAY_SERVICENOW_PASSWORD"),
         oauth_token=_get(env, "GATEWAY_SERVICENOW_OAUTH_TOKEN"),
     )
-    if settings.user and not settings.password:
-        raise ConfigError("GATEWAY_SERVICENOW_PASSWORD: required with GATEWAY_SERVICENOW_USER")
-    if settings.password and not settings.user:
-        raise ConfigError("GATEWAY_SERVICENOW_USER: required with GATEWAY_SERVICENOW_PASSWORD")
+    _needs(env, "GATEWAY_SERVICENOW_USER", "GATEWAY_SERVICENOW_PASSWORD")
+    _needs(env, "GATEWAY_SERVICENOW_PASSWORD", "GATEWAY_SERVICENOW_USER")
     if settings.auth_kind == "none":
         raise ConfigError(
             "GATEWAY_SERVICENOW_OAUTH_TOKEN: set it (or GATEWAY_SERVICENOW_USER and "
@@ -343,6 +347,8 @@ def _ticket_system(env: Mapping[str, str], tickets: str) -> Fields:
 
 def _zendesk(env: Mapping[str, str], webhook_secret: str | None) -> ZendeskSettings:
     _required(env, ["GATEWAY_ZENDESK_URL"], "GATEWAY_TICKETS=zendesk")
+    _needs(env, "GATEWAY_ZENDESK_CLIENT_ID", "GATEWAY_ZENDESK_CLIENT_SECRET")
+    _needs(env, "GATEWAY_ZENDESK_EMAIL", "GATEWAY_ZENDESK_TOKEN")
     zendesk = ZendeskSettings(
         url=_parse(env, "GATEWAY_ZENDESK_URL", http_url, ""),
         oauth_token=_get(env, "GATEWAY_ZENDESK_OAUTH_TOKEN"),
@@ -352,10 +358,6 @@ def _zendesk(env: Mapping[str, str], webhook_secret: str | None) -> ZendeskSetti
         api_token=_get(env, "GATEWAY_ZENDESK_TOKEN"),
         webhook_secret=webhook_secret,
     )
-    if zendesk.client_id and not zendesk.client_secret:
-        raise ConfigError("GATEWAY_ZENDESK_CLIENT_SECRET: required with GATEWAY_ZENDESK_CLIENT_ID")
-    if zendesk.email and not zendesk.api_token:
-        raise ConfigError("GATEWAY_ZENDESK_TOKEN: required with GATEWAY_ZENDESK_EMAIL")
     if zendesk.auth_kind == "none":
         raise ConfigError(
             "GATEWAY_ZENDESK_OAUTH_TOKEN: set it (or GATEWAY_ZENDESK_CLIENT_ID and "
