@@ -69,9 +69,13 @@ class Metrics:
         if process:
             # process_resident_memory_bytes and friends, for the memory panels.
             ProcessCollector(registry=self.registry)
-        r = self.registry
+        self._intake(self.registry)
+        self._delivery(self.registry)
+        self._backends(self.registry)
+        self._downloads_and_links(self.registry)
+        self._create_fixed_series()
 
-        # Intake
+    def _intake(self, r: CollectorRegistry) -> None:
         self.uploads_started = Counter(
             "gateway_uploads_started_total",
             "Uploads begun, by protocol (put, form, tus); tus partial uploads are not counted.",
@@ -112,7 +116,8 @@ class Metrics:
             registry=r,
         )
 
-        # Delivery outbox
+    def _delivery(self, r: CollectorRegistry) -> None:
+        """The delivery outbox."""
         self.deliveries_pending = Gauge(
             "gateway_deliveries_pending",
             "Finished files not yet announced on their ticket.",
@@ -136,7 +141,8 @@ class Metrics:
             registry=r,
         )
 
-        # Backends
+    def _backends(self, r: CollectorRegistry) -> None:
+        """Object store, ticket system, scanner, readiness."""
         self.storage_request_seconds = Histogram(
             "gateway_storage_request_seconds",
             "Duration of object-store calls, by operation.",
@@ -176,7 +182,7 @@ class Metrics:
             registry=r,
         )
 
-        # Downloads and links
+    def _downloads_and_links(self, r: CollectorRegistry) -> None:
         self.downloads = Counter(
             "gateway_downloads_total",
             "Download requests served from signed links.",
@@ -200,6 +206,8 @@ class Metrics:
             registry=r,
         )
 
+    def _create_fixed_series(self) -> None:
+        """Series of labels from a fixed set exist at zero from the first scrape."""
         for protocol in PROTOCOLS:
             self.uploads_started.labels(protocol)
             self.bytes_received.labels(protocol)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,23 +192,7 @@ def build_services(
     batch_window: float = 1.0,
 ) -> Services:
     metrics = metrics or Metrics()
-    if settings.attachment_max_requested is not None:
-        logging.getLogger("gateway").warning(
-            "GATEWAY_ATTACHMENT_MAX is %s but GATEWAY_TICKETS=%s takes attachments of at most "
-            "%s bytes: files up to that size are attached, larger ones are delivered as "
-            "download links",
-            format_size(settings.attachment_max_requested),
-            settings.tickets,
-            f"{settings.attachment_max:,}",
-        )
-    elif settings.tickets != "local":
-        logging.getLogger("gateway").info(
-            "files up to %s (%s bytes, GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, "
-            "larger ones are delivered as download links",
-            format_size(settings.attachment_max),
-            f"{settings.attachment_max:,}",
-            settings.tickets,
-        )
+    _log_attachment_boundary(settings)
     raw_store = store or open_store(settings)
     # The largest file this process takes, computed once: every surface says this number.
     limit = size_limit(
@@ -228,6 +213,55 @@ def build_services(
     scanner = open_scanner(settings.clamd)
     holder: dict[str, Services] = {}
 
+    def event(name: str, fields: dict[str, Any]) -> None:  # the Services built below audit it
+        holder["s"].event(name, fields)
+
+    outbox = Outbox(
+        store, tickets, links, public_comments=settings.public_comments,
+        batch_window=batch_window, scanner=scanner, max_scan=settings.clamd_max_scan,
+        scan_oversize=settings.scan_oversize, on_event=_counting_events(metrics, event),
+    )  # fmt: skip
+    engine = UploadEngine(
+        store, budget, attachment_max=settings.attachment_max,
+        on_finished=_finished_uploads(metrics, outbox, event),
+        scan_required=scanner is not None, lease_wait=settings.busy_wait, limit=limit,
+    )  # fmt: skip
+    services = Services(
+        settings=settings, store=store, tickets=tickets, links=links, budget=budget,
+        engine=engine, outbox=outbox, metrics=metrics, scanner=scanner,
+        local_tickets=local, http_client=client, oidc=_oidc_provider(settings, links),
+    )  # fmt: skip
+    holder["s"] = services
+    return services
+
+
+def _log_attachment_boundary(settings: Settings) -> None:
+    """Say at start-up which files go to tickets as attachments, and why when lowered."""
+    if settings.attachment_max_requested is not None:
+        log.warning(
+            "GATEWAY_ATTACHMENT_MAX is %s but GATEWAY_TICKETS=%s takes attachments of at most "
+            "%s bytes: files up to that size are attached, larger ones are delivered as "
+            "download links",
+            format_size(settings.attachment_max_requested),
+            settings.tickets,
+            f"{settings.attachment_max:,}",
+        )
+    elif settings.tickets != "local":
+        log.info(
+            "files up to %s (%s bytes, GATEWAY_ATTACHMENT_MAX) are attached to %s tickets, "
+            "larger ones are delivered as download links",
+            format_size(settings.attachment_max),
+            f"{settings.attachment_max:,}",
+            settings.tickets,
+        )
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def _counting_events(metrics: Metrics, event: Event) -> Event:
+    """The outbox's events: counted in the metrics, then audited."""
+
     def on_event(name: str, fields: dict[str, Any]) -> None:
         if name == "delivered":
             metrics.deliveries.labels("delivered").inc()
@@ -236,24 +270,20 @@ def build_services(
         elif name == "scanned":
             result = str(fields.get("result", ""))
             metrics.scans.labels(result.split(":", 1)[0] if result else "error").inc()
-        holder["s"].event(name, fields)
+        event(name, fields)
 
-    outbox = Outbox(
-        store,
-        tickets,
-        links,
-        public_comments=settings.public_comments,
-        batch_window=batch_window,
-        scanner=scanner,
-        max_scan=settings.clamd_max_scan,
-        scan_oversize=settings.scan_oversize,
-        on_event=on_event,
-    )
+    return on_event
+
+
+def _finished_uploads(
+    metrics: Metrics, outbox: Outbox, event: Event
+) -> Callable[[FileRecord], Awaitable[None]]:
+    """What the engine does with a file whose bytes are durable: queue, count, audit."""
 
     async def on_finished(file: FileRecord) -> None:
         await outbox.enqueue(file)
         metrics.uploads_finished.labels(file.protocol, file.route).inc()
-        holder["s"].event(
+        event(
             "upload_finished",
             {"file_id": file.file_id, "ticket": file.ticket, "link_id": file.link_id,
              "filename": file.filename, "size": file.size, "sha256": file.sha256,
@@ -261,34 +291,16 @@ def build_services(
              "scan_required": file.scan_required},
         )  # fmt: skip
 
-    engine = UploadEngine(
-        store,
-        budget,
-        attachment_max=settings.attachment_max,
-        on_finished=on_finished,
-        scan_required=scanner is not None,
-        lease_wait=settings.busy_wait,
-        limit=limit,
+    return on_finished
+
+
+def _oidc_provider(settings: Settings, links: Links) -> Provider | None:
+    """Engineer sign-in before downloads, when GATEWAY_DOWNLOAD_AUTH=oidc."""
+    if settings.oidc is None:
+        return None
+    return Provider(
+        settings.oidc,
+        f"{settings.public_url}/auth/callback",
+        httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)),
+        clock=links.clock,
     )
-    services = Services(
-        settings=settings,
-        store=store,
-        tickets=tickets,
-        links=links,
-        budget=budget,
-        engine=engine,
-        outbox=outbox,
-        metrics=metrics,
-        scanner=scanner,
-        local_tickets=local,
-        http_client=client,
-    )
-    if settings.oidc is not None:
-        services.oidc = Provider(
-            settings.oidc,
-            f"{settings.public_url}/auth/callback",
-            httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)),
-            clock=links.clock,
-        )
-    holder["s"] = services
-    return services

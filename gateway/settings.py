@@ -7,17 +7,16 @@ names the variable.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.parsers import boolean, choice, comma_list, desk_id, http_url, positive, table, wait
+from gateway.parsers import is_loopback_url as is_loopback_url  # also the place others import it
 from gateway.scan import CLAMD_MAX_SCAN
 from gateway.units import parse_duration, parse_size
 
@@ -34,6 +33,10 @@ JIRA_ATTACHMENT_LIMIT = 2_000_000_000
 FRESHDESK_ATTACHMENT_LIMIT = 20_000_000
 # ServiceNow's com.glide.attachment.max_size default: 1024 MB per attachment.
 SERVICENOW_ATTACHMENT_LIMIT = 1024 * 1024 * 1024
+TICKET_SYSTEMS = ("local", "zendesk", "jira", "freshdesk", "servicenow")
+# Past its ticket system's limit, GATEWAY_ATTACHMENT_MAX is lowered to it (start-up says so).
+ATTACHMENT_LIMITS = {"jira": JIRA_ATTACHMENT_LIMIT, "freshdesk": FRESHDESK_ATTACHMENT_LIMIT,
+                     "servicenow": SERVICENOW_ATTACHMENT_LIMIT}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,7 @@ class JiraSettings:
 @dataclass(frozen=True)
 class FreshdeskSettings:
     url: str
-    api_key: str = field(repr=False)
-
-    def __repr__(self) -> str:  # never print secrets
-        return f"FreshdeskSettings(url={self.url!r})"
+    api_key: str = field(repr=False)  # never printed
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,8 @@ class ServiceNowSettings:
     oauth_token: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # never print secrets
-        return (
-            f"ServiceNowSettings(url={self.url!r}, table={self.table!r}, auth={self.auth_kind!r})"
-        )
+        kind = self.auth_kind
+        return f"ServiceNowSettings(url={self.url!r}, table={self.table!r}, auth={kind!r})"
 
     @property
     def auth_kind(self) -> str:
@@ -187,41 +186,18 @@ def _parse(env: Mapping[str, str], name: str, fn: Callable[[str], T], default: T
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
+def _required(env: Mapping[str, str], names: Iterable[str] | Mapping[str, str], when: str) -> None:
+    """Each of ``names`` must be set; a Mapping gives a hint for each (what to set it to)."""
+    for name in names:
+        if not _get(env, name):
+            hint = f" ({names[name]})" if isinstance(names, Mapping) else ""
+            raise ConfigError(f"{name}: required when {when}{hint}")
 
 
-def _choice(*options: str) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
-        return text
-
-    return check
-
-
-def _url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http(s) URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _wait(text: str) -> int:
-    """A duration that may also be ``0`` (no waiting)."""
-    return 0 if text.strip() == "0" else parse_duration(text)
+def _needs(env: Mapping[str, str], name: str, other: str) -> None:
+    """``name`` set means ``other`` must be set too."""
+    if _get(env, name) and not _get(env, other):
+        raise ConfigError(f"{other}: required with {name}")
 
 
 def _load_or_create_secret(data_dir: Path) -> bytes:
@@ -247,54 +223,33 @@ def _jira_settings(env: Mapping[str, str]) -> JiraSettings:
         "GATEWAY_JIRA_EMAIL": "the Atlassian account the gateway posts as",
         "GATEWAY_JIRA_API_TOKEN": "an API token of that account",
     }
-    for name, hint in required.items():
-        if not _get(env, name):
-            raise ConfigError(f"{name}: required when GATEWAY_TICKETS=jira ({hint})")
-    desk = _get(env, "GATEWAY_JIRA_SERVICE_DESK_ID") or ""
-    if not (desk.isascii() and desk.isdigit()):
-        raise ConfigError(
-            f"GATEWAY_JIRA_SERVICE_DESK_ID: expected the numeric service desk id, got {desk!r}"
-        )
+    _required(env, required, "GATEWAY_TICKETS=jira")
     return JiraSettings(
-        url=_parse(env, "GATEWAY_JIRA_URL", _url, ""),
-        service_desk_id=desk,
+        url=_parse(env, "GATEWAY_JIRA_URL", http_url, ""),
+        service_desk_id=_parse(env, "GATEWAY_JIRA_SERVICE_DESK_ID", desk_id, ""),
         email=_get(env, "GATEWAY_JIRA_EMAIL") or "",
         api_token=_get(env, "GATEWAY_JIRA_API_TOKEN") or "",
     )
 
 
-_TABLE = re.compile(r"[a-z][a-z0-9_]{0,79}")
-
-
-def _table(text: str) -> str:
-    if not _TABLE.fullmatch(text):
-        raise ValueError(f"expected a table name such as incident, got {text!r}")
-    return text
-
-
 def _freshdesk(env: Mapping[str, str]) -> FreshdeskSettings:
-    if not _get(env, "GATEWAY_FRESHDESK_URL"):
-        raise ConfigError("GATEWAY_FRESHDESK_URL: required when GATEWAY_TICKETS=freshdesk")
-    api_key = _get(env, "GATEWAY_FRESHDESK_API_KEY")
-    if not api_key:
-        raise ConfigError("GATEWAY_FRESHDESK_API_KEY: required when GATEWAY_TICKETS=freshdesk")
-    return FreshdeskSettings(url=_parse(env, "GATEWAY_FRESHDESK_URL", _url, ""), api_key=api_key)
+    names = ("GATEWAY_FRESHDESK_URL", "GATEWAY_FRESHDESK_API_KEY")
+    _required(env, names, "GATEWAY_TICKETS=freshdesk")
+    url = _parse(env, names[0], http_url, "")
+    return FreshdeskSettings(url=url, api_key=_get(env, names[1]) or "")
 
 
 def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
-    if not _get(env, "GATEWAY_SERVICENOW_URL"):
-        raise ConfigError("GATEWAY_SERVICENOW_URL: required when GATEWAY_TICKETS=servicenow")
+    _required(env, ["GATEWAY_SERVICENOW_URL"], "GATEWAY_TICKETS=servicenow")
     settings = ServiceNowSettings(
-        url=_parse(env, "GATEWAY_SERVICENOW_URL", _url, ""),
-        table=_parse(env, "GATEWAY_SERVICENOW_TABLE", _table, "incident"),
+        url=_parse(env, "GATEWAY_SERVICENOW_URL", http_url, ""),
+        table=_parse(env, "GATEWAY_SERVICENOW_TABLE", table, "incident"),
         user=_get(env, "GATEWAY_SERVICENOW_USER"),
         password=_get(env, "GATEWAY_SERVICENOW_PASSWORD"),
         oauth_token=_get(env, "GATEWAY_SERVICENOW_OAUTH_TOKEN"),
     )
-    if settings.user and not settings.password:
-        raise ConfigError("GATEWAY_SERVICENOW_PASSWORD: required with GATEWAY_SERVICENOW_USER")
-    if settings.password and not settings.user:
-        raise ConfigError("GATEWAY_SERVICENOW_USER: required with GATEWAY_SERVICENOW_PASSWORD")
+    _needs(env, "GATEWAY_SERVICENOW_USER", "GATEWAY_SERVICENOW_PASSWORD")
+    _needs(env, "GATEWAY_SERVICENOW_PASSWORD", "GATEWAY_SERVICENOW_USER")
     if settings.auth_kind == "none":
         raise ConfigError(
             "GATEWAY_SERVICENOW_OAUTH_TOKEN: set it (or GATEWAY_SERVICENOW_USER and "
@@ -303,30 +258,14 @@ def _servicenow(env: Mapping[str, str]) -> ServiceNowSettings:
     return settings
 
 
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` names this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _oidc(env: Mapping[str, str]) -> OidcSettings:
     """The OpenID Connect settings that GATEWAY_DOWNLOAD_AUTH=oidc requires."""
-    for name in ("GATEWAY_OIDC_ISSUER", "GATEWAY_OIDC_CLIENT_ID", "GATEWAY_OIDC_CLIENT_SECRET"):
-        if not _get(env, name):
-            raise ConfigError(f"{name}: required when GATEWAY_DOWNLOAD_AUTH=oidc")
+    names = ("GATEWAY_OIDC_ISSUER", "GATEWAY_OIDC_CLIENT_ID", "GATEWAY_OIDC_CLIENT_SECRET")
+    _required(env, names, "GATEWAY_DOWNLOAD_AUTH=oidc")
     domains = tuple(
-        d.lower().lstrip("@") for d in _list(_get(env, "GATEWAY_OIDC_ALLOWED_DOMAINS") or "")
+        d.lower().lstrip("@") for d in comma_list(_get(env, "GATEWAY_OIDC_ALLOWED_DOMAINS") or "")
     )
-    groups = _list(_get(env, "GATEWAY_OIDC_ALLOWED_GROUPS") or "")
+    groups = comma_list(_get(env, "GATEWAY_OIDC_ALLOWED_GROUPS") or "")
     if not domains and not groups:
         raise ConfigError(
             "GATEWAY_OIDC_ALLOWED_DOMAINS: set it or GATEWAY_OIDC_ALLOWED_GROUPS when "
@@ -339,31 +278,36 @@ def _oidc(env: Mapping[str, str]) -> OidcSettings:
             "GATEWAY_OIDC_SESSION_MAX: must be at least GATEWAY_OIDC_SESSION_IDLE (both positive)"
         )
     return OidcSettings(
-        issuer=_parse(env, "GATEWAY_OIDC_ISSUER", _url, ""),
+        issuer=_parse(env, "GATEWAY_OIDC_ISSUER", http_url, ""),
         client_id=_get(env, "GATEWAY_OIDC_CLIENT_ID") or "",
         client_secret=_get(env, "GATEWAY_OIDC_CLIENT_SECRET") or "",
-        allowed_domains=domains,
-        allowed_groups=groups,
+        allowed_domains=domains, allowed_groups=groups, session_idle=idle, session_max=longest,
         groups_claim=_get(env, "GATEWAY_OIDC_GROUPS_CLAIM") or "groups",
         scopes=_get(env, "GATEWAY_OIDC_SCOPES") or "openid email profile",
-        session_idle=idle,
-        session_max=longest,
-    )
+    )  # fmt: skip
+
+
+Fields = dict[str, Any]  # some of Settings' fields, by name, from one area's builder
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from ``env`` (default: the process environment)."""
+    """Build Settings from ``env`` (default: the process environment), area by area."""
     env = os.environ if env is None else env
-    storage = _parse(env, "GATEWAY_STORAGE", _choice("file", "s3"), "file")
-    tickets = _parse(
-        env,
-        "GATEWAY_TICKETS",
-        _choice("local", "zendesk", "jira", "freshdesk", "servicenow"),
-        "local",
-    )
+    storage = _parse(env, "GATEWAY_STORAGE", choice("file", "s3"), "file")
+    tickets = _parse(env, "GATEWAY_TICKETS", choice(*TICKET_SYSTEMS), "local")
     data_dir = Path(_get(env, "GATEWAY_DATA_DIR") or "./data")
     embedded = storage == "file" and tickets == "local"
+    secret_text = _secret_text(env, embedded)
+    settings = Settings(
+        data_dir=data_dir, storage=storage, tickets=tickets, embedded=embedded,
+        **_storage(env, storage), **_ticket_system(env, tickets), **_limits(env, tickets),
+        **_scanning(env), **_downloads(env, storage), **_serving(env),
+    )  # fmt: skip
+    secret = secret_text.encode() if secret_text else _load_or_create_secret(data_dir)
+    return replace(settings, secret=secret)
 
+
+def _secret_text(env: Mapping[str, str], embedded: bool) -> str | None:
     secret_text = _get(env, "GATEWAY_SECRET")
     if secret_text is not None and len(secret_text) < 32:
         raise ConfigError("GATEWAY_SECRET: must be at least 32 characters")
@@ -372,51 +316,58 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "GATEWAY_SECRET: required when GATEWAY_STORAGE or GATEWAY_TICKETS is not the "
             "embedded default (set a random string of at least 32 characters)"
         )
+    return secret_text
 
+
+def _storage(env: Mapping[str, str], storage: str) -> Fields:
+    _required(env, ["GATEWAY_S3_BUCKET"] if storage == "s3" else [], "GATEWAY_STORAGE=s3")
     bucket = _get(env, "GATEWAY_S3_BUCKET")
-    if storage == "s3" and not bucket:
-        raise ConfigError("GATEWAY_S3_BUCKET: required when GATEWAY_STORAGE=s3")
     prefix = _get(env, "GATEWAY_S3_PREFIX") or ""
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-
-    zendesk: ZendeskSettings | None = None
-    webhook_secret = _get(env, "GATEWAY_ZENDESK_WEBHOOK_SECRET")
-    if tickets == "zendesk":
-        url = _get(env, "GATEWAY_ZENDESK_URL")
-        if not url:
-            raise ConfigError("GATEWAY_ZENDESK_URL: required when GATEWAY_TICKETS=zendesk")
-        zendesk = ZendeskSettings(
-            url=_parse(env, "GATEWAY_ZENDESK_URL", _url, ""),
-            oauth_token=_get(env, "GATEWAY_ZENDESK_OAUTH_TOKEN"),
-            client_id=_get(env, "GATEWAY_ZENDESK_CLIENT_ID"),
-            client_secret=_get(env, "GATEWAY_ZENDESK_CLIENT_SECRET"),
-            email=_get(env, "GATEWAY_ZENDESK_EMAIL"),
-            api_token=_get(env, "GATEWAY_ZENDESK_TOKEN"),
-            webhook_secret=webhook_secret,
-        )
-        if zendesk.client_id and not zendesk.client_secret:
-            raise ConfigError(
-                "GATEWAY_ZENDESK_CLIENT_SECRET: required with GATEWAY_ZENDESK_CLIENT_ID"
-            )
-        if zendesk.email and not zendesk.api_token:
-            raise ConfigError("GATEWAY_ZENDESK_TOKEN: required with GATEWAY_ZENDESK_EMAIL")
-        if zendesk.auth_kind == "none":
-            raise ConfigError(
-                "GATEWAY_ZENDESK_OAUTH_TOKEN: set it (or GATEWAY_ZENDESK_CLIENT_ID and "
-                "GATEWAY_ZENDESK_CLIENT_SECRET, or GATEWAY_ZENDESK_EMAIL and "
-                "GATEWAY_ZENDESK_TOKEN) when GATEWAY_TICKETS=zendesk"
-            )
-
-    jira = _jira_settings(env) if tickets == "jira" else None
-    freshdesk = _freshdesk(env) if tickets == "freshdesk" else None
-    servicenow = _servicenow(env) if tickets == "servicenow" else None
-
-    sse = _parse(env, "GATEWAY_S3_SSE", _choice("AES256", "aws:kms"), None)
+    sse = _parse(env, "GATEWAY_S3_SSE", choice("AES256", "aws:kms"), None)
     kms_key = _get(env, "GATEWAY_S3_SSE_KMS_KEY_ID")
     if kms_key and sse != "aws:kms":
         raise ConfigError("GATEWAY_S3_SSE_KMS_KEY_ID: needs GATEWAY_S3_SSE=aws:kms")
+    checksum = _parse(env, "GATEWAY_S3_CHECKSUM", choice("CRC32C", "CRC32"), "CRC32C")
+    return {"s3_bucket": bucket, "s3_prefix": prefix, "s3_sse": sse,
+            "s3_sse_kms_key_id": kms_key, "s3_checksum": checksum}  # fmt: skip
 
+
+def _ticket_system(env: Mapping[str, str], tickets: str) -> Fields:
+    webhook_secret = _get(env, "GATEWAY_ZENDESK_WEBHOOK_SECRET")
+    return {
+        "zendesk": _zendesk(env, webhook_secret) if tickets == "zendesk" else None,
+        "zendesk_webhook_secret": webhook_secret,
+        "jira": _jira_settings(env) if tickets == "jira" else None,
+        "freshdesk": _freshdesk(env) if tickets == "freshdesk" else None,
+        "servicenow": _servicenow(env) if tickets == "servicenow" else None,
+    }
+
+
+def _zendesk(env: Mapping[str, str], webhook_secret: str | None) -> ZendeskSettings:
+    _required(env, ["GATEWAY_ZENDESK_URL"], "GATEWAY_TICKETS=zendesk")
+    _needs(env, "GATEWAY_ZENDESK_CLIENT_ID", "GATEWAY_ZENDESK_CLIENT_SECRET")
+    _needs(env, "GATEWAY_ZENDESK_EMAIL", "GATEWAY_ZENDESK_TOKEN")
+    zendesk = ZendeskSettings(
+        url=_parse(env, "GATEWAY_ZENDESK_URL", http_url, ""),
+        oauth_token=_get(env, "GATEWAY_ZENDESK_OAUTH_TOKEN"),
+        client_id=_get(env, "GATEWAY_ZENDESK_CLIENT_ID"),
+        client_secret=_get(env, "GATEWAY_ZENDESK_CLIENT_SECRET"),
+        email=_get(env, "GATEWAY_ZENDESK_EMAIL"),
+        api_token=_get(env, "GATEWAY_ZENDESK_TOKEN"),
+        webhook_secret=webhook_secret,
+    )
+    if zendesk.auth_kind == "none":
+        raise ConfigError(
+            "GATEWAY_ZENDESK_OAUTH_TOKEN: set it (or GATEWAY_ZENDESK_CLIENT_ID and "
+            "GATEWAY_ZENDESK_CLIENT_SECRET, or GATEWAY_ZENDESK_EMAIL and "
+            "GATEWAY_ZENDESK_TOKEN) when GATEWAY_TICKETS=zendesk"
+        )
+    return zendesk
+
+
+def _limits(env: Mapping[str, str], tickets: str) -> Fields:
     default_attachment_max = JIRA_ATTACHMENT_DEFAULT if tickets == "jira" else 20 * MiB
     attachment_max = _parse(env, "GATEWAY_ATTACHMENT_MAX", parse_size, default_attachment_max)
     max_upload = _parse(env, "GATEWAY_MAX_UPLOAD", parse_size, 5 * 1024**4)
@@ -425,98 +376,73 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     buffer_memory = _parse(env, "GATEWAY_BUFFER_MEMORY", parse_size, 256 * MiB)
     if buffer_memory < 2 * S3_MIN_PART:
         raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
+    if tickets == "zendesk" and attachment_max > ZENDESK_ATTACHMENT_LIMIT:
+        raise ConfigError(
+            "GATEWAY_ATTACHMENT_MAX: Zendesk takes attachments of at most 50 MB; "
+            "larger files are delivered as download links"
+        )
+    # Each ticket system takes attachments up to its own limit; past it, files go as links.
+    requested: int | None = None
+    limit = ATTACHMENT_LIMITS.get(tickets)
+    if limit is not None and attachment_max > limit:
+        requested, attachment_max = attachment_max, limit
+    return {
+        "attachment_max": attachment_max, "attachment_max_requested": requested,
+        "max_upload": max_upload, "buffer_memory": buffer_memory,
+        "link_ttl": _parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
+        "download_ttl": _parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),
+        "retention": _parse(env, "GATEWAY_RETENTION", parse_duration, None),
+    }  # fmt: skip
 
+
+def _scanning(env: Mapping[str, str]) -> Fields:
+    clamd = _get(env, "GATEWAY_CLAMD")
+    if clamd and not (clamd.startswith("tcp://") or clamd.startswith("/")):
+        raise ConfigError("GATEWAY_CLAMD: expected tcp://HOST:PORT or an absolute socket path")
     clamd_max_scan = _parse(env, "GATEWAY_CLAMD_MAX_SCAN", parse_size, CLAMD_MAX_SCAN)
     if not 0 < clamd_max_scan <= CLAMD_MAX_SCAN:
         raise ConfigError(
             f"GATEWAY_CLAMD_MAX_SCAN: must be between 1 byte and {CLAMD_MAX_SCAN} bytes "
             "(libclamav scans at most 2 GiB - 1 of a file)"
         )
+    oversize = _parse(env, "GATEWAY_SCAN_OVERSIZE", choice("deliver", "quarantine"), "deliver")
+    return {"clamd": clamd, "clamd_max_scan": clamd_max_scan, "scan_oversize": oversize}
 
-    if tickets == "zendesk" and attachment_max > ZENDESK_ATTACHMENT_LIMIT:
-        raise ConfigError(
-            "GATEWAY_ATTACHMENT_MAX: Zendesk takes attachments of at most 50 MB; "
-            "larger files are delivered as download links"
-        )
 
-    # Each ticket system takes attachments up to its own limit; past it, files go as links.
-    attachment_max_requested: int | None = None
-    limit = {
-        "jira": JIRA_ATTACHMENT_LIMIT,
-        "freshdesk": FRESHDESK_ATTACHMENT_LIMIT,
-        "servicenow": SERVICENOW_ATTACHMENT_LIMIT,
-    }
-    if tickets in limit and attachment_max > limit[tickets]:
-        attachment_max_requested, attachment_max = attachment_max, limit[tickets]
-    download_redirect = _parse(env, "GATEWAY_DOWNLOAD_REDIRECT", _bool, False)
+def _downloads(env: Mapping[str, str], storage: str) -> Fields:
+    download_redirect = _parse(env, "GATEWAY_DOWNLOAD_REDIRECT", boolean, False)
     if download_redirect and storage != "s3":
         raise ConfigError(
             "GATEWAY_DOWNLOAD_REDIRECT: needs GATEWAY_STORAGE=s3 (the file store has no "
             "presigned URLs; leave it false to serve downloads through the gateway)"
         )
-
-    download_auth = _parse(env, "GATEWAY_DOWNLOAD_AUTH", _choice("none", "oidc"), "none")
+    download_auth = _parse(env, "GATEWAY_DOWNLOAD_AUTH", choice("none", "oidc"), "none")
     oidc = _oidc(env) if download_auth == "oidc" else None
-    public_url = _parse(env, "GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8000")
-    if (
-        oidc is not None
-        and not public_url.startswith("https://")
-        and not is_loopback_url(public_url)
-    ):
+    public_url = _parse(env, "GATEWAY_PUBLIC_URL", http_url, "http://127.0.0.1:8000")
+    secure = public_url.startswith("https://") or is_loopback_url(public_url)
+    if oidc is not None and not secure:
         raise ConfigError(
             "GATEWAY_PUBLIC_URL: must be https with GATEWAY_DOWNLOAD_AUTH=oidc (the session "
             "cookie is Secure outside loopback)"
         )
+    explicit = _get(env, "GATEWAY_PUBLIC_URL") is not None  # else `serve` derives it
+    return {"public_url": public_url, "public_url_explicit": explicit, "oidc": oidc,
+            "download_redirect": download_redirect, "download_auth": download_auth}  # fmt: skip
 
-    settings = Settings(
-        public_url=public_url,
-        public_url_explicit=_get(env, "GATEWAY_PUBLIC_URL") is not None,
-        secret=b"",
-        data_dir=data_dir,
-        storage=storage,
-        s3_bucket=bucket,
-        s3_prefix=prefix,
-        s3_sse=sse,
-        s3_sse_kms_key_id=kms_key,
-        s3_checksum=_parse(env, "GATEWAY_S3_CHECKSUM", _choice("CRC32C", "CRC32"), "CRC32C"),
-        tickets=tickets,
-        zendesk=zendesk,
-        zendesk_webhook_secret=webhook_secret,
-        jira=jira,
-        freshdesk=freshdesk,
-        servicenow=servicenow,
-        attachment_max=attachment_max,
-        attachment_max_requested=attachment_max_requested,
-        max_upload=max_upload,
-        link_ttl=_parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
-        download_ttl=_parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),
-        retention=_parse(env, "GATEWAY_RETENTION", parse_duration, None),
-        clamd=_get(env, "GATEWAY_CLAMD"),
-        clamd_max_scan=clamd_max_scan,
-        scan_oversize=_parse(
-            env, "GATEWAY_SCAN_OVERSIZE", _choice("deliver", "quarantine"), "deliver"
-        ),
-        buffer_memory=buffer_memory,
-        staff_token=_get(env, "GATEWAY_STAFF_TOKEN"),
-        public_comments=_parse(env, "GATEWAY_PUBLIC_COMMENTS", _bool, False),
-        idle_timeout=float(_parse(env, "GATEWAY_IDLE_TIMEOUT", parse_duration, 60)),
-        min_body_rate=_parse(env, "GATEWAY_MIN_BODY_RATE", parse_size, 1024),
-        min_body_rate_period=float(_parse(env, "GATEWAY_MIN_BODY_RATE_PERIOD", parse_duration, 10)),
-        link_concurrency=_parse(env, "GATEWAY_LINK_CONCURRENCY", _positive_int, 8),
-        busy_wait=float(_parse(env, "GATEWAY_BUSY_WAIT", _wait, 30)),
-        log_format=_parse(env, "GATEWAY_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
-        log_level=_parse(
-            env, "GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
-        ),
-        embedded=embedded,
-        malloc_arena_max_set="MALLOC_ARENA_MAX" in env,
-        download_redirect=download_redirect,
-        download_auth=download_auth,
-        oidc=oidc,
-    )
-    if settings.clamd and not (
-        settings.clamd.startswith("tcp://") or settings.clamd.startswith("/")
-    ):
-        raise ConfigError("GATEWAY_CLAMD: expected tcp://HOST:PORT or an absolute socket path")
-    secret = secret_text.encode() if secret_text else _load_or_create_secret(data_dir)
-    return replace(settings, secret=secret)
+
+def _serving(env: Mapping[str, str]) -> Fields:
+    """Staff access, comment visibility, request timing and slots, logging."""
+    levels = choice("debug", "info", "warning", "error")
+    period = float(_parse(env, "GATEWAY_MIN_BODY_RATE_PERIOD", parse_duration, 10))
+    return {
+        "staff_token": _get(env, "GATEWAY_STAFF_TOKEN"),
+        "public_comments": _parse(env, "GATEWAY_PUBLIC_COMMENTS", boolean, False),
+        "idle_timeout": float(_parse(env, "GATEWAY_IDLE_TIMEOUT", parse_duration, 60)),
+        "min_body_rate": _parse(env, "GATEWAY_MIN_BODY_RATE", parse_size, 1024),
+        "min_body_rate_period": period,
+        "link_concurrency": _parse(env, "GATEWAY_LINK_CONCURRENCY", positive, 8),
+        "busy_wait": float(_parse(env, "GATEWAY_BUSY_WAIT", wait, 30)),
+        "log_format": _parse(env, "GATEWAY_LOG_FORMAT", choice("auto", "json", "text"), "auto"),
+        "log_level": _parse(env, "GATEWAY_LOG_LEVEL", levels, "info"),
+        "malloc_arena_max_set": "MALLOC_ARENA_MAX" in env,
+    }

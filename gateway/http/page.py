@@ -14,13 +14,12 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
-from gateway.http import assets
+from gateway.http import assets, html
 from gateway.http.context import services_of
-from gateway.http.html import error_page, problem_page, result_page, upload_page
 from gateway.signing import UploadLink
 from gateway.uploads.partsize import DEFAULT_PART
 
@@ -37,13 +36,10 @@ MAX_CHUNK = 64 * 1024 * 1024
 DEFAULT_CHUNK = DEFAULT_PART
 
 
-def _html(body: str, status: int = 200) -> HTMLResponse:
-    """An HTML response under the page's CSP; never cached (the URL carries a token)."""
-    return HTMLResponse(
-        body,
-        status_code=status,
-        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"},
-    )
+def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    """A page under the page's CSP; never cached (the URL carries a token)."""
+    headers = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"}
+    return html.page(request, name, context, status=status, headers=headers)
 
 
 def chunk_size(raw: str | None) -> int:
@@ -57,9 +53,18 @@ def chunk_size(raw: str | None) -> int:
     return min(max(int(raw), MIN_CHUNK), MAX_CHUNK)
 
 
-def _link_error(exc: GatewayError) -> HTMLResponse:
-    expired = exc.code is Code.LINK_EXPIRED
-    return _html(error_page(expired=expired, asset_url=assets.url_for), status=exc.status)
+def _link_error(request: Request, exc: GatewayError) -> Response:
+    """A friendly page for an expired or invalid link (naming no ticket)."""
+    if exc.code is Code.LINK_EXPIRED:
+        heading = "This upload link has expired"
+        text = (
+            "Upload links only work for a limited time. Reply to your support "
+            "conversation and ask for a new link; files you already sent are safe."
+        )
+    else:
+        heading = "This upload link is not valid"
+        text = "Check that the whole link was copied, or ask your support contact for a new one."
+    return _html(request, "notice.html", {"heading": heading, "text": text}, status=exc.status)
 
 
 async def upload_page_route(request: Request) -> Response:
@@ -69,36 +74,39 @@ async def upload_page_route(request: Request) -> Response:
         link = services.links.check_upload(token)
     except GatewayError as exc:
         if exc.code in (Code.LINK_EXPIRED, Code.LINK_INVALID):
-            return _link_error(exc)
+            return _link_error(request, exc)
         raise
     # The page states, and its script checks, what the gateway really takes through this link.
     link = dataclasses.replace(link, max_size=services.size_limit.cap(link.max_size))
-    body = upload_page(
-        token=token,
-        link=link,
-        now=time.time(),
-        chunk=chunk_size(request.query_params.get("chunk")),
-        asset_url=assets.url_for,
-        link_concurrency=services_of(request).settings.link_concurrency,
-    )
-    return _html(body)
+    # link_concurrency: how many uploads the gateway takes at once through one link;
+    # the script never runs more PATCHes at once than that.
+    context = {
+        "token": token,
+        "link": link,
+        "now": time.time(),
+        "chunk": chunk_size(request.query_params.get("chunk")),
+        "link_concurrency": services.settings.link_concurrency,
+    }
+    return _html(request, "upload.html", context)
 
 
-def form_error(exc: GatewayError) -> Response:
+def form_error(request: Request, exc: GatewayError) -> Response:
     """What a browser sees when the no-JavaScript form post fails."""
     if exc.code in (Code.LINK_EXPIRED, Code.LINK_INVALID):
-        return _link_error(exc)
-    page = problem_page(message=exc.message, asset_url=assets.url_for)
-    response = _html(page, status=exc.status)
+        return _link_error(request, exc)
+    context = {
+        "heading": "The upload did not go through",
+        "text": f"{exc.message} Go back and try again; files already received are safe.",
+    }
+    response = _html(request, "notice.html", context, status=exc.status)
     response.headers.update(exc.headers)
     return response
 
 
 def form_result(request: Request, link: UploadLink, receipts: list[dict[str, Any]]) -> Response:
     """What a browser sees after the no-JavaScript form post: one row per received file."""
-    token: str = request.path_params["token"]
-    return _html(result_page(token=token, link=link, receipts=receipts, asset_url=assets.url_for),
-                 status=201)  # fmt: skip
+    context = {"token": request.path_params["token"], "link": link, "receipts": receipts}
+    return _html(request, "result.html", context, status=201)
 
 
 routes = [

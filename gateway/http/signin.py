@@ -17,15 +17,15 @@ sent to sign in and comes back to the link; other clients get a 401.
 
 from __future__ import annotations
 
-import html
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import signing
 from gateway.errors import Code, GatewayError
+from gateway.http import html
 from gateway.http.context import services_of
 from gateway.http.staff import is_staff
 from gateway.oidc import Pending, Provider, SignInFailed
@@ -143,12 +143,7 @@ def _refused(request: Request, status: int, message: str) -> Response:
     if "text/html" not in request.headers.get("accept", ""):
         code = Code.FORBIDDEN if status == 403 else Code.BAD_REQUEST
         raise GatewayError(code, message)
-    response = HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Sign-in refused</title>"
-        f"<h1>Sign-in refused</h1><p>{html.escape(message)}</p>"
-        '<p><a href="/auth/logout">Sign out</a></p></html>',
-        status_code=status,
-    )
+    response = html.page(request, "signin_refused.html", {"message": message}, status=status)
     response.delete_cookie(PENDING_COOKIE, path="/auth/")
     return response
 
@@ -201,10 +196,7 @@ async def logout(request: Request) -> Response:
     engineer = current(request)
     if engineer is not None:
         services.event("signed_out", {"who": engineer.who})
-    response = HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Signed out</title>"
-        "<h1>Signed out</h1><p>Download links need a new sign-in now.</p></html>"
-    )
+    response = html.page(request, "signed_out.html", {})
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(services)
     )

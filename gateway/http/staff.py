@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import ipaddress
 import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
 from gateway.filenames import content_disposition
+from gateway.http import html
 from gateway.http.context import services_of
 from gateway.http.webhook import link_comment
 from gateway.services import Services
@@ -187,36 +187,7 @@ async def show_ticket(request: Request) -> Response:
         )
     if _wants_json(request):
         return JSONResponse({"ticket": ticket_id, "comments": comments})
-    return HTMLResponse(_ticket_html(ticket_id, comments))
-
-
-def _ticket_html(ticket_id: str, comments: list[dict[str, Any]]) -> str:
-    esc = html.escape
-    items = []
-    for c in comments:
-        files = "".join(
-            f'<li><a href="{esc(a["content_url"])}">{esc(a["file_name"])}</a> '
-            f"({a['size']:,} bytes)</li>"
-            for a in c["attachments"]
-        )
-        badge = "public" if c["public"] else "internal note"
-        body = esc(c["body"])
-        items.append(
-            f'<article class="{badge.split()[0]}"><header>#{c["id"]} · {badge}</header>'
-            f"<pre>{body}</pre>{'<ul>' + files + '</ul>' if files else ''}</article>"
-        )
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        f"<title>Ticket {esc(ticket_id)}</title>"
-        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;"
-        "padding:0 1rem}article{border:1px solid #ccd;border-radius:8px;margin:1rem 0;"
-        "padding:.5rem 1rem}article.internal{background:#fffbea}pre{white-space:pre-wrap;"
-        "word-break:break-all}header{color:#556;font-size:.9em}</style>"
-        f"<h1>Ticket {esc(ticket_id)}</h1>"
-        f'<p>Stored files: <a href="/api/tickets/{esc(ticket_id)}/files">list with download '
-        f'links (JSON)</a> · <a href="/api/tickets/{esc(ticket_id)}/files.zip">all as one ZIP</a>'
-        "</p>" + ("".join(items) or "<p>No comments yet.</p>") + "</html>"
-    )
+    return html.page(request, "ticket.html", {"ticket": ticket_id, "comments": comments})
 
 
 async def ticket_attachment(request: Request) -> Response:
@@ -263,11 +234,7 @@ async def login(request: Request) -> Response:
             )
             return response
         raise GatewayError(Code.UNAUTHORIZED, "Wrong staff token.")
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Staff login</title>"
-        "<form method=post><label>Staff token <input name=token type=password "
-        "autocomplete=current-password required></label> <button>Sign in</button></form></html>"
-    )
+    return html.page(request, "login.html", {})
 
 
 routes = [

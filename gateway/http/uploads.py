@@ -230,7 +230,7 @@ async def post_form(request: Request) -> Response:
     except GatewayError as exc:
         if not _prefers_html(request):
             raise
-        return form_error(exc)
+        return form_error(request, exc)
 
 
 async def _post_form(request: Request) -> Response:
