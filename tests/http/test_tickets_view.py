@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def test_html_view(gw: GatewayProcess, delivered: dict[str, bytes]) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert "small.log" in response.text and "large.bin" in response.text
     assert "internal note" in response.text
+    # Styled under its CSP: a stylesheet from the gateway itself, no inline style.
+    csp = response.headers["content-security-policy"]
+    assert "style-src 'self'" in csp and "script-src" not in csp
+    assert "<style" not in response.text
+    sheet = re.search(r'<link rel="stylesheet" href="([^"]+)"', response.text)
+    assert sheet is not None
+    css = httpx.get(f"{gw.url}{sheet.group(1)}")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert "article.internal" in css.text
 
 
 @pytest.mark.parametrize(
