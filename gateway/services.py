@@ -25,6 +25,7 @@ from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
 from gateway.uploads.limit import SizeLimit, size_limit, store_limit
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
+from gateway.uploads.repository import Records
 
 audit = logging.getLogger("gateway.audit")
 log = logging.getLogger("gateway")
@@ -37,6 +38,7 @@ TICKETS_CHECK_TIMEOUT = 10.0
 class Services:
     settings: Settings
     store: ObjectStore
+    records: Records  # every record in the store, by meaning (not by key)
     tickets: TicketSystem
     links: Links
     budget: BufferBudget
@@ -273,6 +275,7 @@ def build_services(
     services = Services(
         settings=settings,
         store=store,
+        records=Records(store),
         tickets=tickets,
         links=links,
         budget=budget,
