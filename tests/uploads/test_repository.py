@@ -134,10 +134,9 @@ def test_names_remember_an_unfinished_put_and_stale_ones_are_dropped(
     new_store: StoreFactory,
 ) -> None:
     async def scenario(records: Records) -> None:
-        store = records.store
         link = new_link_id()
         live = an_upload(time.time() + 3600)
-        await store.put(f"uploads/{live.id}/info.json", live.to_bytes())
+        await records.store.put(f"uploads/{live.id}/info.json", live.to_bytes())
         await records.names.remember(link, "live.bin", live.id)
         await records.names.remember(link, "gone.bin", new_id())
         assert await records.names.upload_id(link, "live.bin") == live.id
@@ -147,7 +146,7 @@ def test_names_remember_an_unfinished_put_and_stale_ones_are_dropped(
         assert await records.names.upload_id(link, "gone.bin") is None
         assert await records.names.upload_id(link, "live.bin") == live.id
         await records.names.forget(link, "live.bin")
-        assert await store.list("names/") == []
+        assert await records.store.list("names/") == []
 
     run(new_store, scenario)
 
