@@ -27,7 +27,6 @@ from gateway.http.errors import speak
 from gateway.http.tus_concat import concat_header, create_final, head_final
 from gateway.http.tus_headers import TUS_VERSION
 from gateway.http.tus_reply import (
-    BASE_HEADERS,
     expires,
     file_headers,
     progress_headers,
@@ -40,8 +39,6 @@ from gateway.services import Services
 from gateway.signing import UploadLink
 from gateway.uploads.engine import Progress
 from gateway.uploads.records import FINAL, PARTIAL, FileRecord, UploadRecord
-
-__all__ = ["BASE_HEADERS", "routes"]
 
 EXTENSIONS = (
     "creation",
