@@ -329,7 +329,7 @@ def sweep() -> None:
         services = build_services(settings)
         try:
             report = await run_sweep(
-                services.store,
+                services.records,
                 services.engine,
                 retention=settings.retention,
                 on_event=services.event,
@@ -357,7 +357,7 @@ def purge(ticket: str, yes: bool) -> None:
     async def go() -> int:
         services = build_services(settings)
         try:
-            deleted = await purge_ticket(services.store, ticket)
+            deleted = await purge_ticket(services.records, ticket)
             for file in deleted:
                 services.event(
                     "purged", {"file_id": file.file_id, "ticket": ticket, "size": file.size}

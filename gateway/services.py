@@ -26,6 +26,7 @@ from gateway.uploads.budget import BufferBudget
 from gateway.uploads.engine import UploadEngine
 from gateway.uploads.limit import SizeLimit, size_limit, store_limit
 from gateway.uploads.records import PARTIAL, FileRecord, UploadRecord
+from gateway.uploads.repository import Records
 
 audit = logging.getLogger("gateway.audit")
 log = logging.getLogger("gateway")
@@ -38,6 +39,7 @@ TICKETS_CHECK_TIMEOUT = 10.0
 class Services:
     settings: Settings
     store: ObjectStore
+    records: Records  # every record in the store, by meaning (not by key)
     tickets: TicketSystem
     links: Links
     budget: BufferBudget
@@ -227,7 +229,8 @@ def build_services(
         scan_required=scanner is not None, lease_wait=settings.busy_wait, limit=limit,
     )  # fmt: skip
     services = Services(
-        settings=settings, store=store, tickets=tickets, links=links, budget=budget,
+        settings=settings, store=store, records=Records(store), tickets=tickets, links=links,
+        budget=budget,
         engine=engine, outbox=outbox, metrics=metrics, scanner=scanner,
         local_tickets=local, http_client=client, oidc=_oidc_provider(settings, links),
     )  # fmt: skip

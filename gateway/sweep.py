@@ -6,18 +6,15 @@ running ``gateway sweep``) can do it. Safe to run at any time and often.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.store.base import ObjectStore
-from gateway.uploads import records
 from gateway.uploads.engine import UploadEngine
-from gateway.uploads.records import FileRecord, UploadRecord
+from gateway.uploads.records import FileRecord
+from gateway.uploads.repository import Records
 
 ABANDONED_MULTIPART_AGE = 86400.0
 # Webhook replay markers matter while a signature's timestamp is fresh (5 minutes).
@@ -48,40 +45,47 @@ class SweepReport:
         ]
 
 
-async def delete_file(store: ObjectStore, file: FileRecord) -> None:
-    """Remove a finished file, its record and its index entries."""
-    await store.delete(records.data_key(file.file_id))
-    await store.delete(records.link_index_key(file.link_id, file.file_id))
-    await store.delete(records.ticket_index_key(file.ticket, file.file_id))
-    await store.delete(records.outbox_key(file.file_id))
-    await store.delete(records.meta_key(file.file_id))
+Audit = Callable[[str, dict[str, Any]], None]
 
 
 async def sweep(
-    store: ObjectStore,
+    records: Records,
     engine: UploadEngine,
     *,
     retention: float | None,
     clock: Callable[[], float] = time.time,
     multipart_age: float = ABANDONED_MULTIPART_AGE,
-    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    on_event: Audit | None = None,
 ) -> SweepReport:
     """One pass; ``on_event`` receives an audit event for every upload or file removed."""
     audit = on_event or (lambda _name, _fields: None)
     report = SweepReport()
     now = clock()
+    live_multipart = await _expire_uploads(records, engine, now, report, audit)
+    for mpu in await records.files.multipart_uploads():
+        if mpu.upload_id in live_multipart or now - mpu.initiated < multipart_age:
+            continue
+        await records.files.abort_multipart(mpu)
+        report.aborted_multipart += 1
+    report.stale_names = await records.names.drop_stale(records.uploads)
+    report.replay_markers = await records.replays.drop_older_than(REPLAY_MARKER_AGE, now)
+    report.joined_markers = await records.joined.drop_expired(now)
+    report.store_leftovers = await records.store.housekeep()
+    if retention is not None:
+        await _apply_retention(records, retention, now, report, audit)
+    return report
+
+
+async def _expire_uploads(
+    records: Records, engine: UploadEngine, now: float, report: SweepReport, audit: Audit
+) -> set[str]:
+    """Terminate the unfinished uploads that expired; the multipart ids of the live ones."""
     live_multipart: set[str] = set()
-    for info in await store.list("uploads/"):
-        if not info.key.endswith("/info.json"):
-            continue
-        raw = await store.get(info.key)
-        if raw is None:
-            continue
-        try:
-            record = UploadRecord.from_bytes(raw)
-        except (ValueError, TypeError, KeyError):
-            report.errors.append(f"unreadable upload record {info.key}")
-            continue
+
+    def unreadable(key: str) -> None:
+        report.errors.append(f"unreadable upload record {key}")
+
+    async for record in records.uploads.all(unreadable):
         if record.expires_at <= now:
             try:
                 await engine.terminate(record)
@@ -94,61 +98,26 @@ async def sweep(
                 report.errors.append(f"upload {record.id} is busy; left for the next sweep")
         elif record.multipart_id:
             live_multipart.add(record.multipart_id)
-    for mpu in await store.list_multipart("files/"):
-        if mpu.upload_id in live_multipart or now - mpu.initiated < multipart_age:
-            continue
-        await store.abort_multipart(mpu.key, mpu.upload_id)
-        report.aborted_multipart += 1
-    for info in await store.list("names/"):
-        raw = await store.get(info.key)
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            upload_id = json.loads(raw or b"{}")["upload_id"]
-            if await store.head(records.info_key(upload_id)) is not None:
-                continue
-        await store.delete(info.key)
-        report.stale_names += 1
-    for info in await store.list("webhook-replay/"):
-        if now - info.last_modified > REPLAY_MARKER_AGE:
-            await store.delete(info.key)
-            report.replay_markers += 1
-    for info in await store.list("joined/"):
-        raw = await store.get(info.key)
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            if float(json.loads(raw or b"{}")["expires_at"]) > now:
-                continue
-        await store.delete(info.key)
-        report.joined_markers += 1
-    report.store_leftovers = await store.housekeep()
-    if retention is not None:
-        for info in await store.list("files/"):
-            if not info.key.endswith("/meta.json"):
-                continue
-            raw = await store.get(info.key)
-            if raw is None:
-                continue
-            file = FileRecord.from_bytes(raw)
-            if file.created_at + retention <= now and file.status != "pending":
-                await delete_file(store, file)
-                report.retention_deleted += 1
-                audit(
-                    "retention_deleted",
-                    {"file_id": file.file_id, "ticket": file.ticket, "size": file.size},
-                )
-    return report
+    return live_multipart
 
 
-async def purge_ticket(store: ObjectStore, ticket: str) -> list[FileRecord]:
+async def _apply_retention(
+    records: Records, retention: float, now: float, report: SweepReport, audit: Audit
+) -> None:
+    """Delete the delivered (or parked) files older than ``retention`` seconds."""
+    async for file in records.files.all():
+        if file.created_at + retention <= now and file.status != "pending":
+            await records.files.remove(file)
+            report.retention_deleted += 1
+            audit(
+                "retention_deleted",
+                {"file_id": file.file_id, "ticket": file.ticket, "size": file.size},
+            )
+
+
+async def purge_ticket(records: Records, ticket: str) -> list[FileRecord]:
     """Delete every stored file of ``ticket`` (on request); returns what was deleted."""
-    deleted = []
-    for info in await store.list(f"by-ticket/{ticket}/"):
-        file_id = info.key.rsplit("/", 1)[-1]
-        raw = await store.get(records.meta_key(file_id))
-        if raw is None:
-            await store.delete(info.key)
-            continue
-        file = FileRecord.from_bytes(raw)
-        if file.ticket != ticket:
-            continue
-        await delete_file(store, file)
-        deleted.append(file)
+    deleted = await records.tickets.files(ticket, prune=True)
+    for file in deleted:
+        await records.files.remove(file)
     return deleted

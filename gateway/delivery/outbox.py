@@ -1,7 +1,7 @@
 """The durable delivery outbox.
 
-A finished file is written to ``outbox/{id}.json`` before its receipt goes
-out. A worker in every replica lists the outbox, groups entries by ticket,
+A finished file is recorded in the outbox (``records.outbox``) before its
+receipt goes out. A worker in every replica lists the outbox, groups entries by ticket,
 waits a short batching window so that files finishing close together share
 one comment, takes the ticket's lease, asks the ticket which of the files'
 markers it already shows (a crash between posting and recording), posts one
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from gateway.backoff import backoff as shared_backoff
@@ -43,9 +41,8 @@ from gateway.scan import (
 )
 from gateway.store.base import ObjectStore, StorageError
 from gateway.tickets.base import AttachmentSource, NewComment, TicketError, TicketSystem
-from gateway.uploads import records
-from gateway.uploads.lease import hold
-from gateway.uploads.records import FileRecord
+from gateway.uploads.records import FileRecord, OutboxEntry
+from gateway.uploads.repository import Records
 
 log = logging.getLogger("gateway.delivery")
 
@@ -55,27 +52,6 @@ REFUSED_RETRY = 1800.0
 # The per-ticket delivery lease. A replica that dies holding it blocks the
 # ticket's deliveries for at most this long; the holder renews it every third.
 LEASE_TTL = 15.0
-
-
-@dataclass
-class Entry:
-    file_id: str
-    ticket: str
-    enqueued_at: float
-    attempts: int = 0
-    next_at: float = 0.0
-    last_error: str = ""
-    refused: bool = False  # the last failure was a refusal (parked as failed)
-    # Taken in by a process that scans: a process without a scanner leaves it alone.
-    scan_required: bool = False
-
-    def to_bytes(self) -> bytes:
-        return records.dumps(asdict(self))
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Entry:
-        data = json.loads(raw)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -147,7 +123,7 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.store = store
+        self.records = Records(store)
         self.tickets = tickets
         self.links = links
         self.public_comments = public_comments
@@ -187,13 +163,13 @@ class Outbox:
 
     async def enqueue(self, file: FileRecord) -> None:
         """Durably record that ``file`` must be delivered (before its receipt is sent)."""
-        entry = Entry(
+        entry = OutboxEntry(
             file_id=file.file_id,
             ticket=file.ticket,
             enqueued_at=self.clock(),
             scan_required=file.scan_required or self.scanner is not None,
         )
-        await self.store.put(records.outbox_key(file.file_id), entry.to_bytes())
+        await self.records.outbox.save(entry)
         self._waiting[file.file_id] = entry.enqueued_at
         self._wake.set()
 
@@ -226,21 +202,10 @@ class Outbox:
             if self.batch_window:
                 await asyncio.sleep(min(self.batch_window, 0.25))
 
-    async def _entries(self) -> list[Entry]:
-        entries = []
-        for info in await self.store.list("outbox/"):
-            if not info.key.endswith(".json"):
-                continue
-            raw = await self.store.get(info.key)
-            if raw is not None:
-                with contextlib.suppress(ValueError, TypeError):
-                    entries.append(Entry.from_bytes(raw))
-        return entries
-
     async def run_once(self) -> float:
         """One pass over the outbox; returns how long to sleep before the next."""
         now = self.clock()
-        entries = await self._entries()
+        entries = await self.records.outbox.pending()
         self._waiting = {e.file_id: e.enqueued_at for e in entries}
         if self._first_pass:
             # Refusals are parked for a long time; a restart (new credentials,
@@ -250,7 +215,7 @@ class Outbox:
                     entry.next_at = 0.0
             self._first_pass = False
         entries = self._deliverable(entries)
-        by_ticket: dict[str, list[Entry]] = defaultdict(list)
+        by_ticket: dict[str, list[OutboxEntry]] = defaultdict(list)
         for entry in entries:
             by_ticket[entry.ticket].append(entry)
         sleep = self.poll_interval
@@ -265,7 +230,7 @@ class Outbox:
                 sleep = min(sleep, self.batch_window - (now - newest))
                 continue
             try:
-                async with hold(self.store, f"outbox-lease/{ticket}", ttl=LEASE_TTL):
+                async with self.records.outbox.lease(ticket, LEASE_TTL):
                     await self._deliver(ticket, due)
             except GatewayError:
                 # Another replica holds this ticket's lease (or a dead one's
@@ -276,7 +241,7 @@ class Outbox:
                 log.warning("storage failed during delivery to ticket %s: %s", ticket, exc)
         return max(0.05, sleep)
 
-    def _deliverable(self, entries: list[Entry]) -> list[Entry]:
+    def _deliverable(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
         """The entries this process may deliver: without a scanner, none that need one."""
         if self.scanner is not None:
             self.waiting_for_scanner = 0
@@ -294,25 +259,8 @@ class Outbox:
 
     # -- one ticket --------------------------------------------------------------------
 
-    async def _load(self, entry: Entry) -> FileRecord | None:
-        raw = await self.store.get(records.meta_key(entry.file_id))
-        return None if raw is None else FileRecord.from_bytes(raw)
-
-    async def _deliver(self, ticket: str, entries: list[Entry]) -> None:
-        files: list[tuple[Entry, FileRecord]] = []
-        for entry in entries:
-            # Re-read under the lease: another replica may have delivered it meanwhile.
-            raw = await self.store.get(records.outbox_key(entry.file_id))
-            if raw is None:
-                continue
-            entry = Entry.from_bytes(raw)
-            if self.scanner is None and entry.scan_required:
-                continue
-            file = await self._load(entry)
-            if file is None:
-                await self.store.delete(records.outbox_key(entry.file_id))
-                continue
-            files.append((entry, file))
+    async def _deliver(self, ticket: str, entries: list[OutboxEntry]) -> None:
+        files = await self._still_due(entries)
         if not files:
             return
         lines: list[comments.CommentLine] = []
@@ -335,8 +283,32 @@ class Outbox:
         for entry, file in done:
             await self._mark_delivered(entry, file)
         todo = [line for line in lines if comments.marker(line.file.file_id) not in present]
+        await self._post(ticket, files, todo)
+
+    async def _still_due(self, entries: list[OutboxEntry]) -> list[tuple[OutboxEntry, FileRecord]]:
+        """The entries re-read under the lease (another replica may have delivered some
+        meanwhile), with their files; an entry whose file is gone is dropped."""
+        files: list[tuple[OutboxEntry, FileRecord]] = []
+        for listed in entries:
+            entry = await self.records.outbox.load(listed.file_id)
+            if entry is None or (self.scanner is None and entry.scan_required):
+                continue
+            file = await self.records.files.load(entry.file_id)
+            if file is None:
+                await self.records.outbox.remove(entry.file_id)
+                continue
+            files.append((entry, file))
+        return files
+
+    async def _post(
+        self,
+        ticket: str,
+        files: list[tuple[OutboxEntry, FileRecord]],
+        lines: list[comments.CommentLine],
+    ) -> None:
+        """Post ``lines`` as comments in batches; after a transient failure the rest wait."""
         deferred: TicketError | None = None
-        for batch in self._batches(todo):
+        for batch in self._batches(lines):
             batch_files = [(e, f) for e, f in files if any(line.file is f for line in batch)]
             if deferred is not None:
                 # The ticket system just asked us to wait: do not hammer it
@@ -345,17 +317,8 @@ class Outbox:
                     batch_files, deferred.message, deferred.retry_after, refused=False
                 )
                 continue
-            comment = NewComment(
-                body=comments.render(batch),
-                public=self.public_comments,
-                attachments=[
-                    self._attachment(line.file)
-                    for line in batch
-                    if line.download_url is None and not line.withheld
-                ],
-            )
             try:
-                await self.tickets.post_comment(ticket, comment)
+                await self.tickets.post_comment(ticket, self._comment(batch))
             except TicketError as exc:
                 log.warning("delivery to ticket %s failed: %s", ticket, exc.message)
                 refused = is_refusal(exc)
@@ -365,6 +328,17 @@ class Outbox:
                 continue
             for entry, file in batch_files:
                 await self._mark_delivered(entry, file)
+
+    def _comment(self, batch: list[comments.CommentLine]) -> NewComment:
+        return NewComment(
+            body=comments.render(batch),
+            public=self.public_comments,
+            attachments=[
+                self._attachment(line.file)
+                for line in batch
+                if line.download_url is None and not line.withheld
+            ],
+        )
 
     def _batches(self, lines: list[comments.CommentLine]) -> list[list[comments.CommentLine]]:
         """Split lines so each comment's attachments stay within the ticket system's cap."""
@@ -378,7 +352,7 @@ class Outbox:
                 self.scanner, self._reader(file), file.size, self.max_scan
             )  # ScannerUnavailable passes: nothing was learned, delivery waits
             file.scan, file.scan_limit = verdict.value, verdict.limit
-            await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+            await self.records.files.save(file)
             self.on_event(
                 "scanned",
                 {"file_id": file.file_id, "ticket": file.ticket, "filename": file.filename,
@@ -405,10 +379,10 @@ class Outbox:
         if file.status != "quarantined":
             file.status = "quarantined"
             file.status_detail = detail
-            await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+            await self.records.files.save(file)
 
     def _reader(self, file: FileRecord) -> AsyncIterator[bytes]:
-        return self.store.read(records.data_key(file.file_id))
+        return self.records.files.read(file.file_id)
 
     def _attachment(self, file: FileRecord) -> AttachmentSource:
         return AttachmentSource(
@@ -419,13 +393,13 @@ class Outbox:
             sha256=file.sha256,
         )
 
-    async def _mark_delivered(self, entry: Entry, file: FileRecord) -> None:
+    async def _mark_delivered(self, entry: OutboxEntry, file: FileRecord) -> None:
         if file.status != "quarantined":
             file.status = "delivered"
             file.status_detail = ""
         file.delivered_at = self.clock()
-        await self.store.put(records.meta_key(file.file_id), file.to_bytes())
-        await self.store.delete(records.outbox_key(entry.file_id))
+        await self.records.files.save(file)
+        await self.records.outbox.remove(entry.file_id)
         self._waiting.pop(entry.file_id, None)
         self.on_event(
             "delivered",
@@ -435,7 +409,7 @@ class Outbox:
 
     async def _retry(
         self,
-        files: list[tuple[Entry, FileRecord]],
+        files: list[tuple[OutboxEntry, FileRecord]],
         reason: str,
         retry_after: float | None,
         *,
@@ -449,7 +423,7 @@ class Outbox:
             entry.next_at = now + (
                 REFUSED_RETRY if refused else backoff(entry.attempts, retry_after)
             )
-            await self.store.put(records.outbox_key(entry.file_id), entry.to_bytes())
+            await self.records.outbox.save(entry)
             status = "failed" if refused else "pending"
             detail = (
                 f"The ticket system refused the delivery: {reason}"
@@ -461,6 +435,6 @@ class Outbox:
                 detail,
             ):
                 file.status, file.status_detail = status, detail
-                await self.store.put(records.meta_key(file.file_id), file.to_bytes())
+                await self.records.files.save(file)
         self.on_event("delivery_retry", {"ticket": files[0][1].ticket, "reason": reason,
                                          "refused": refused, "files": len(files)})  # fmt: skip

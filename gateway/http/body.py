@@ -61,6 +61,67 @@ class RateWindow:
         return span >= self.grace and received - base < self.min_rate * span
 
 
+class _Watchdog:
+    """Cancels the reading task when its client is silent or too slow for too long.
+
+    It looks a few times per period, so the per-chunk cost is a few
+    assignments rather than a timer per chunk. Only time spent waiting for the
+    client counts: between :meth:`waiting` and :meth:`arrived`.
+    """
+
+    def __init__(self, limits: BodyLimits, task: asyncio.Task[object]) -> None:
+        self.limits = limits
+        self.task = task
+        self.loop = asyncio.get_running_loop()
+        self.window = None
+        if limits.min_rate > 0:
+            self.window = RateWindow(limits.min_rate, limits.period, limits.grace)
+        self.waiting_since: float | None = None
+        self.waited = 0.0  # seconds spent waiting for the client in completed waits
+        self.received = 0
+        self.fired: str | None = None  # why the task was cancelled
+        tick = limits.idle_timeout / 4
+        if self.window is not None:
+            tick = min(tick, self.window.grace / 4)
+        self.tick = max(tick, 0.05)
+        self._handle = self.loop.call_later(self.tick, self._look)
+
+    def waiting(self) -> None:
+        self.waiting_since = self.loop.time()
+
+    def arrived(self, size: int) -> None:
+        assert self.waiting_since is not None
+        self.waited += self.loop.time() - self.waiting_since
+        self.waiting_since = None
+        self.received += size
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+    def _look(self) -> None:
+        self.fired = self._verdict()
+        if self.fired is not None:
+            self.task.cancel()
+            return
+        self._handle = self.loop.call_later(self.tick, self._look)
+
+    def _verdict(self) -> str | None:
+        # Only a request waiting for its client is cut, never one waiting for storage.
+        if self.waiting_since is None:
+            return None
+        now = self.loop.time()
+        if now - self.waiting_since >= self.limits.idle_timeout:
+            return f"No data arrived for {self.limits.idle_timeout:.0f} seconds."
+        if self.window is not None and self.window.too_slow(
+            self.waited + now - self.waiting_since, self.received
+        ):
+            return (
+                f"The body arrived slower than {self.limits.min_rate} bytes a second; "
+                "what arrived is kept, resume from there."
+            )
+        return None
+
+
 async def body_chunks(
     request: Request,
     limits: BodyLimits,
@@ -72,63 +133,27 @@ async def body_chunks(
     buffer, a link's upload slot or an upload's lease: what it sent is kept
     (the upload stays resumable) and its request ends. Only time spent waiting
     for the client counts: time the consumer spends waiting for storage
-    (backpressure) does not. A watchdog timer looks a few times per period, so
-    the per-chunk cost is a few assignments rather than a timer per chunk.
+    (backpressure) does not.
     """
-    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    idle_timeout = limits.idle_timeout
-    window = None
-    if limits.min_rate > 0:
-        window = RateWindow(limits.min_rate, limits.period, limits.grace)
-    waiting_since: float | None = None
-    waited = 0.0  # seconds spent waiting for the client in completed waits
-    received = 0
-    fired: str | None = None
-    handle: asyncio.TimerHandle | None = None
-    tick = idle_timeout / 4
-    if window is not None:
-        tick = min(tick, window.grace / 4)
-    tick = max(tick, 0.05)
-
-    def watchdog() -> None:
-        nonlocal fired, handle
-        now = loop.time()
-        # Only a request waiting for its client is cut, never one waiting for storage.
-        if waiting_since is not None and now - waiting_since >= idle_timeout:
-            fired = f"No data arrived for {idle_timeout:.0f} seconds."
-        elif window is not None and waiting_since is not None:
-            if window.too_slow(waited + now - waiting_since, received):
-                fired = (
-                    f"The body arrived slower than {limits.min_rate} bytes a second; "
-                    "what arrived is kept, resume from there."
-                )
-        if fired is not None:
-            task.cancel()
-            return
-        handle = loop.call_later(tick, watchdog)
-
-    handle = loop.call_later(tick, watchdog)
+    watchdog = _Watchdog(limits, task)
     stream = request.stream().__aiter__()
     try:
         while True:
-            waiting_since = loop.time()
+            watchdog.waiting()
             try:
                 chunk = await stream.__anext__()
             except StopAsyncIteration:
                 return
             except asyncio.CancelledError:
-                if fired is not None and task.uncancel() == 0:
-                    raise GatewayError(Code.TIMEOUT, fired) from None
+                if watchdog.fired is not None and task.uncancel() == 0:
+                    raise GatewayError(Code.TIMEOUT, watchdog.fired) from None
                 raise
-            waited += loop.time() - waiting_since
-            waiting_since = None
+            watchdog.arrived(len(chunk))
             if chunk:
-                received += len(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
                 yield chunk
     finally:
-        if handle is not None:
-            handle.cancel()
+        watchdog.stop()

@@ -26,8 +26,7 @@ from gateway.errors import Code, GatewayError
 from gateway.filenames import content_disposition
 from gateway.http import headers, signin
 from gateway.http.context import services_of
-from gateway.uploads import records
-from gateway.uploads.records import FileRecord
+from gateway.uploads.records import FileRecord, is_id
 
 REDIRECT_TTL = 300  # seconds a presigned URL lives: long enough to start, too short to share
 
@@ -35,12 +34,11 @@ REDIRECT_TTL = 300  # seconds a presigned URL lives: long enough to start, too s
 async def _file(request: Request) -> FileRecord:
     services = services_of(request)
     grant = services.links.check_download(request.path_params["token"])
-    if not records.is_id(grant.file_id):
+    if not is_id(grant.file_id):
         raise GatewayError(Code.DOWNLOAD_INVALID)
-    raw = await services.store.get(records.meta_key(grant.file_id))
-    if raw is None:
+    file = await services.records.files.load(grant.file_id)
+    if file is None:
         raise GatewayError(Code.GONE, "This file has been removed.")
-    file = FileRecord.from_bytes(raw)
     name = request.path_params.get("name")
     if name and name != file.filename:
         # The name is decoration, but an edited link must not look like a working one.
@@ -117,7 +115,7 @@ async def _serve(request: Request, who: str | None) -> Response:
     async def body() -> AsyncIterator[bytes]:
         counter = services.metrics.download_bytes
         if end > start:
-            async for chunk in services.store.read(records.data_key(file.file_id), start, end):
+            async for chunk in services.records.files.read(file.file_id, start, end):
                 counter.inc(len(chunk))
                 yield chunk
 
@@ -129,8 +127,8 @@ async def _redirect(
 ) -> Response:
     """302 to a short-lived presigned storage URL; the Range header goes along with it."""
     services = services_of(request)
-    url = await services.store.presign_get(
-        records.data_key(file.file_id),
+    url = await services.records.files.presign(
+        file.file_id,
         expires_in=REDIRECT_TTL,
         disposition=content_disposition(file.filename),
         content_type=file.content_type,

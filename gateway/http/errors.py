@@ -1,8 +1,15 @@
-"""Rendering errors to HTTP, in one place."""
+"""Rendering errors to HTTP, in one place.
+
+An endpoint whose clients expect other statuses or headers on errors (tus)
+names its dialect with :func:`speak`: a function that turns the catalogue
+error into the one its clients expect, applied here to every error of its
+requests, storage failures and unexpected ones included.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,18 +29,28 @@ _BY_STATUS = {
 }
 
 
+Dialect = Callable[[GatewayError], GatewayError]
+_DIALECT = "gateway.error_dialect"
+
+
+def speak(request: Request, dialect: Dialect) -> None:
+    """Render every error of ``request`` through ``dialect``."""
+    request.scope[_DIALECT] = dialect
+
+
 def error_response(exc: GatewayError) -> Response:
     body = {"error": {"code": exc.code.slug, "message": exc.message}}
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
+def _render(request: Request, exc: GatewayError) -> Response:
+    dialect = request.scope.get(_DIALECT)
+    return error_response(dialect(exc) if dialect is not None else exc)
+
+
 async def gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    hook = request.scope.get("gateway.error_headers")
-    response = error_response(exc)
-    if callable(hook):
-        response.headers.update(hook())
-    return response
+    return _render(request, exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -42,8 +59,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     message = "Not found." if exc.status_code == 404 else str(exc.detail)
     if exc.status_code == 405:
         message = "Method not allowed."
-    return error_response(
-        GatewayError(code, message, status=exc.status_code, headers=exc.headers or {})
+    return _render(
+        request, GatewayError(code, message, status=exc.status_code, headers=exc.headers or {})
     )
 
 
@@ -59,16 +76,12 @@ async def storage_error(request: Request, exc: Exception) -> Response:
     Whatever was stored before the failure stays, so the client can retry or
     resume; the cause goes to the log, not to the client.
     """
-    response = error_response(storage_unavailable(request, exc))
-    hook = request.scope.get("gateway.error_headers")
-    if callable(hook):
-        response.headers.update(hook())
-    return response
+    return _render(request, storage_unavailable(request, exc))
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(GatewayError(Code.INTERNAL))
+    return _render(request, GatewayError(Code.INTERNAL))
 
 
 HANDLERS = {

@@ -20,8 +20,8 @@ from gateway.errors import Code, GatewayError
 from gateway.filenames import clean_filename, guess_content_type
 from gateway.services import Services
 from gateway.signing import UploadLink
-from gateway.uploads.engine import Progress, WriteRequest
-from gateway.uploads.records import FileRecord
+from gateway.uploads.engine import WriteRequest
+from gateway.uploads.records import FileRecord, UploadRecord
 
 MAX_PARTS = 200
 MAX_FIELD_BYTES = 64 * 1024
@@ -76,12 +76,93 @@ class _Events:
         self.items.append(("end", b""))
 
 
-async def stream_form(
-    services: Services, link: UploadLink, content_type: str, body: AsyncIterator[bytes]
-) -> AsyncIterator[FileRecord]:
-    """Yield a finished FileRecord for every file part, as each one completes."""
-    events = _Events()
-    parser = MultipartParser(
+class _FilePart:
+    """One file part on its way to the engine, through a small bounded queue."""
+
+    def __init__(self, services: Services, record: UploadRecord) -> None:
+        self.services = services
+        self.record = record
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_DEPTH)
+        self.task = asyncio.create_task(
+            services.engine.write(record, WriteRequest(0, self._feed(), final=True))
+        )
+
+    @classmethod
+    async def start(
+        cls, services: Services, link: UploadLink, filename: str, ctype: str | None
+    ) -> _FilePart:
+        name = clean_filename(filename)
+        record = await services.engine.create(
+            link,
+            filename=name,
+            length=None,
+            protocol="form",
+            content_type=guess_content_type(name, ctype),
+        )
+        services.upload_started(record)
+        return cls(services, record)
+
+    async def _feed(self) -> AsyncIterator[bytes]:
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+    async def send(self, item: bytes | None) -> None:
+        put = asyncio.ensure_future(self.queue.put(item))
+        done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            self.task.result()  # the engine stopped early: raise its error
+
+    async def finish(self) -> FileRecord | None:
+        await self.send(None)
+        progress = await self.task
+        return progress.file
+
+    async def abandon(self) -> None:
+        """The body broke off inside this file: a form upload cannot resume, so drop it."""
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.services.engine.terminate(self.record))
+        self.services.metrics.uploads_failed.labels("form", "incomplete").inc()
+
+
+class _Fields:
+    """The count of parts and the size of the current non-file field, both bounded."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.headers: dict[bytes, bytes] = {}
+        self.field_bytes = 0
+
+    def begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise GatewayError(Code.BAD_REQUEST, f"At most {MAX_PARTS} parts per form.")
+        self.headers = {}
+        self.field_bytes = 0
+
+    def header(self, value: bytes) -> tuple[str, str | None] | None:
+        """Record a part header; (filename, content type) once it names a file."""
+        key, _, val = value.partition(b"\0")
+        self.headers[key] = val
+        if key != b"content-disposition":
+            return None
+        _, filename = _disposition(val)
+        if filename is None:
+            return None
+        ctype = self.headers.get(b"content-type")
+        return filename, ctype.decode("latin-1") if ctype else None
+
+    def field_data(self, size: int) -> None:
+        self.field_bytes += size
+        if self.field_bytes > MAX_FIELD_BYTES:
+            raise GatewayError(Code.BAD_REQUEST, "A form field is too large.")
+
+
+def _parser(content_type: str, events: _Events) -> MultipartParser:
+    return MultipartParser(
         _boundary(content_type),
         {
             "on_part_begin": events.on_part_begin,
@@ -94,42 +175,16 @@ async def stream_form(
         max_header_count=16,
         max_header_size=8192,
     )
-    parts = 0
-    part_headers: dict[bytes, bytes] = {}
-    queue: asyncio.Queue[bytes | None] | None = None
-    task: asyncio.Task[Progress] | None = None
-    field_bytes = 0
 
-    async def feed() -> AsyncIterator[bytes]:
-        assert queue is not None
-        while (item := await queue.get()) is not None:
-            yield item
 
-    async def start_file(filename: str, ctype: str | None) -> None:
-        nonlocal queue, task
-        name = clean_filename(filename)
-        record = await services.engine.create(
-            link,
-            filename=name,
-            length=None,
-            protocol="form",
-            content_type=guess_content_type(name, ctype),
-        )
-        services.upload_started(record)
-        queue = asyncio.Queue(QUEUE_DEPTH)
-        task = asyncio.create_task(
-            services.engine.write(record, WriteRequest(0, feed(), final=True))
-        )
-        task.record = record  # type: ignore[attr-defined]
-
-    async def send(item: bytes | None) -> None:
-        assert queue is not None and task is not None
-        put = asyncio.ensure_future(queue.put(item))
-        done, _ = await asyncio.wait({put, task}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
-            put.cancel()
-            task.result()  # the engine stopped early: raise its error
-
+async def stream_form(
+    services: Services, link: UploadLink, content_type: str, body: AsyncIterator[bytes]
+) -> AsyncIterator[FileRecord]:
+    """Yield a finished FileRecord for every file part, as each one completes."""
+    events = _Events()
+    parser = _parser(content_type, events)
+    fields = _Fields()
+    part: _FilePart | None = None
     try:
         async for chunk in body:
             try:
@@ -139,43 +194,23 @@ async def stream_form(
             items, events.items = events.items, []
             for kind, value in items:
                 if kind == "begin":
-                    parts += 1
-                    if parts > MAX_PARTS:
-                        raise GatewayError(Code.BAD_REQUEST, f"At most {MAX_PARTS} parts per form.")
-                    part_headers = {}
-                    field_bytes = 0
+                    fields.begin()
                 elif kind == "header":
-                    key, _, val = value.partition(b"\0")
-                    part_headers[key] = val
-                    if key == b"content-disposition":
-                        _, filename = _disposition(val)
-                        if filename is not None:
-                            ctype = part_headers.get(b"content-type")
-                            await start_file(filename, ctype.decode("latin-1") if ctype else None)
+                    named = fields.header(value)
+                    if named is not None:
+                        part = await _FilePart.start(services, link, *named)
+                elif kind == "data" and part is not None:
+                    await part.send(value)
                 elif kind == "data":
-                    if task is not None:
-                        await send(value)
-                    else:
-                        field_bytes += len(value)
-                        if field_bytes > MAX_FIELD_BYTES:
-                            raise GatewayError(Code.BAD_REQUEST, "A form field is too large.")
-                elif kind == "end" and task is not None:
-                    await send(None)
-                    progress = await task
-                    task = queue = None
-                    if progress.file is not None:
-                        yield progress.file
+                    fields.field_data(len(value))
+                elif kind == "end" and part is not None:
+                    file = await part.finish()
+                    part = None
+                    if file is not None:
+                        yield file
         parser.finalize()
-        if task is not None:
+        if part is not None:
             raise GatewayError(Code.INCOMPLETE_BODY, "The form ended in the middle of a file.")
     finally:
-        if task is not None:
-            # The body broke off inside a file: a form upload cannot resume, so drop it.
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            record = getattr(task, "record", None)
-            if record is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(services.engine.terminate(record))
-            services.metrics.uploads_failed.labels("form", "incomplete").inc()
+        if part is not None:
+            await part.abandon()

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import Code, GatewayError
 from gateway.http.errors import error_response
-from gateway.http.tus import BASE_HEADERS as TUS_HEADERS
+from gateway.http.tus_reply import BASE_HEADERS as TUS_HEADERS
 
 SINGLETONS = (
     "content-length",

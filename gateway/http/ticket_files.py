@@ -34,7 +34,6 @@ from gateway.http.staff import require_staff
 from gateway.metrics import Metrics
 from gateway.services import Services
 from gateway.tickets.local import valid_ticket
-from gateway.uploads import records
 from gateway.uploads.records import FileRecord
 
 
@@ -44,23 +43,6 @@ def _ticket(request: Request) -> str:
     if not valid_ticket(ticket):
         raise GatewayError(Code.NOT_FOUND, "No such ticket.")
     return ticket
-
-
-async def ticket_files(services: Services, ticket: str) -> list[FileRecord]:
-    """Every stored file of ``ticket``, oldest first."""
-    files = []
-    for info in await services.store.list(f"by-ticket/{ticket}/"):
-        file_id = info.key.rsplit("/", 1)[-1]
-        if not records.is_id(file_id):
-            continue
-        raw = await services.store.get(records.meta_key(file_id))
-        if raw is None:
-            continue
-        file = FileRecord.from_bytes(raw)
-        if file.ticket == ticket:
-            files.append(file)
-    files.sort(key=lambda f: (f.created_at, f.file_id))
-    return files
 
 
 def downloadable(file: FileRecord, now: float) -> bool:
@@ -73,7 +55,7 @@ async def list_files(request: Request) -> Response:
     ticket = _ticket(request)
     now = services.links.clock()
     listing: list[dict[str, Any]] = []
-    for file in await ticket_files(services, ticket):
+    for file in await services.records.tickets.files(ticket):
         url: str | None = None
         expires_at: int | None = None
         if downloadable(file, now):
@@ -108,8 +90,8 @@ class _Member:
         self.metrics = metrics
 
     def __iter__(self) -> Iterator[bytes]:
-        reader: AsyncIterator[bytes] = self.services.store.read(
-            records.data_key(self.file.file_id), 0, self.file.size
+        reader: AsyncIterator[bytes] = self.services.records.files.read(
+            self.file.file_id, 0, self.file.size
         )
         sent = 0
 
@@ -138,7 +120,7 @@ async def zip_files(request: Request) -> Response:
     services = services_of(request)
     ticket = _ticket(request)
     now = services.links.clock()
-    files = [f for f in await ticket_files(services, ticket) if downloadable(f, now)]
+    files = [f for f in await services.records.tickets.files(ticket) if downloadable(f, now)]
     if not files:
         raise GatewayError(Code.NOT_FOUND, "This ticket has no files to download.")
     archive = ZipStream(sized=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -26,7 +25,6 @@ from gateway.http.page import form_error, form_result
 from gateway.http.slots import LinkSlots
 from gateway.services import Services
 from gateway.signing import UploadLink
-from gateway.uploads import records
 from gateway.uploads.engine import WriteRequest
 from gateway.uploads.records import FileRecord, UploadRecord
 
@@ -107,13 +105,12 @@ def _content_length(request: Request) -> int | None:
 
 
 async def _pending(services: Services, link: UploadLink, filename: str) -> UploadRecord | None:
-    raw = await services.store.get(records.name_key(link.link_id, filename))
-    if raw is None:
+    upload_id = await services.records.names.upload_id(link.link_id, filename)
+    if upload_id is None:
         return None
     try:
-        upload_id = json.loads(raw)["upload_id"]
         return await services.engine.load(upload_id)
-    except (GatewayError, ValueError, KeyError, TypeError):
+    except GatewayError:
         return None
 
 
@@ -184,7 +181,7 @@ async def put_file(request: Request) -> Response:
             status_code=200,
             headers={"Upload-Offset": str(progress.offset)},
         )
-    await services.store.delete(records.name_key(link.link_id, filename))
+    await services.records.names.forget(link.link_id, filename)
     return receipt_response(progress.file)
 
 
@@ -194,9 +191,7 @@ async def _start(
     record = await services.engine.create(
         link, filename=filename, length=length, protocol="put", content_type=content_type
     )
-    await services.store.put(
-        records.name_key(link.link_id, filename), records.dumps({"upload_id": record.id})
-    )
+    await services.records.names.remember(link.link_id, filename, record.id)
     services.upload_started(record)
     return record
 
@@ -255,12 +250,7 @@ async def _post_form(request: Request) -> Response:
 async def list_files(request: Request) -> Response:
     services = services_of(request)
     link = check_link(request)
-    files = []
-    for info in await services.store.list(f"links/{link.link_id}/"):
-        raw = await services.store.get(records.meta_key(info.key.rsplit("/", 1)[-1]))
-        if raw is not None:
-            files.append(FileRecord.from_bytes(raw).receipt())
-    files.sort(key=lambda r: r["created_at"])
+    files = [file.receipt() for file in await services.records.links.files(link.link_id)]
     return JSONResponse(
         {
             "ticket": link.ticket,

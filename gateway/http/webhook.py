@@ -18,7 +18,7 @@ the next and none trusting the previous one's input:
 2. Zendesk's signature over timestamp + body, and the timestamp's freshness
    (:func:`gateway.tickets.webhook.verify_webhook`): 401 if either fails;
 3. the signature is remembered in the store with a create-only write
-   (``webhook-replay/{replay_key}``); a second use of it is a replay: 409;
+   (``records.replays``); a second use of it is a replay: 409;
 4. the link is minted and posted. If the ticket system fails, the replay
    marker is dropped again so that Zendesk's own retry can succeed.
 """
@@ -36,14 +36,13 @@ from starlette.routing import Route
 
 from gateway.errors import Code, GatewayError
 from gateway.http.context import services_of
+from gateway.links import MintedLink
 from gateway.services import Services
-from gateway.store.base import PreconditionFailed
 from gateway.tickets.base import NewComment, TicketError
 from gateway.tickets.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookError,
-    replay_key,
     verify_webhook,
 )
 from gateway.units import format_size
@@ -54,7 +53,6 @@ MAX_BODY = 64 * 1024
 # Zendesk sends the request within seconds of signing it; five minutes
 # tolerates clock skew and bounds how long a replay marker matters.
 MAX_SKEW = 300
-REPLAY_PREFIX = "webhook-replay/"
 
 
 def webhook_secret(services: Services) -> str | None:
@@ -112,60 +110,20 @@ async def zendesk_webhook(request: Request) -> Response:
     if not secret:
         raise GatewayError(Code.NOT_FOUND, "Not found.")
     body = await read_bounded(request)
-    signature = request.headers.get(SIGNATURE_HEADER)
-    try:
-        verify_webhook(
-            body,
-            signature,
-            request.headers.get(TIMESTAMP_HEADER),
-            secret,
-            now=time.time(),
-            max_skew=MAX_SKEW,
-        )
-    except WebhookError as exc:
-        services.event("webhook_refused", {"reason": exc.reason})
-        raise GatewayError(Code.UNAUTHORIZED, f"Webhook refused: {exc.message}.") from None
-    assert signature is not None  # verify_webhook refuses a missing one
+    signature = _verified(request, services, body, secret)
     ticket, data = ticket_from(body)
-
-    marker = REPLAY_PREFIX + replay_key(signature)
-    try:
-        await services.store.put(marker, json.dumps({"at": time.time()}).encode(), if_absent=True)
-    except PreconditionFailed:
+    if not await services.records.replays.claim(signature):
         services.event("webhook_refused", {"reason": "replay"})
         raise GatewayError(
             Code.CONFLICT, "Webhook refused: this signed request was already processed."
-        ) from None
-
+        )
     try:
         minted = services.links.mint(ticket)
+        await _post_link(services, ticket, minted)
     except GatewayError:
-        await services.store.delete(marker)
+        # Nothing reached the ticket: Zendesk's own retry of this request may succeed.
+        await services.records.replays.release(signature)
         raise
-    comment = NewComment(
-        body=link_comment(minted.url, minted.link.expires_at, minted.link.max_size),
-        public=True,
-    )
-    try:
-        await services.tickets.post_comment(ticket, comment)
-    except TicketError as exc:
-        await services.store.delete(marker)
-        log.warning("could not post an upload link to ticket %s: %s", ticket, exc.message)
-        services.event(
-            "webhook_failed", {"ticket": ticket, "reason": exc.message, "retryable": exc.retryable}
-        )
-        if exc.retryable:
-            wait = str(max(1, round(exc.retry_after))) if exc.retry_after is not None else "30"
-            raise GatewayError(
-                Code.TICKETS_UNAVAILABLE,
-                f"The upload link could not be posted; retry later ({exc.message}).",
-                headers={"Retry-After": wait},
-            ) from None
-        raise GatewayError(
-            Code.TICKETS_REFUSED,
-            f"The ticket system refused the upload-link comment: {exc.message}",
-        ) from None
-
     services.metrics.links_minted.labels("webhook").inc()
     services.event(
         "link_minted",
@@ -182,6 +140,51 @@ async def zendesk_webhook(request: Request) -> Response:
         },
         status_code=200,
     )
+
+
+def _verified(request: Request, services: Services, body: bytes, secret: str) -> str:
+    """The request's signature, once it and its timestamp are checked (else 401)."""
+    signature = request.headers.get(SIGNATURE_HEADER)
+    try:
+        verify_webhook(
+            body,
+            signature,
+            request.headers.get(TIMESTAMP_HEADER),
+            secret,
+            now=time.time(),
+            max_skew=MAX_SKEW,
+        )
+    except WebhookError as exc:
+        services.event("webhook_refused", {"reason": exc.reason})
+        raise GatewayError(Code.UNAUTHORIZED, f"Webhook refused: {exc.message}.") from None
+    assert signature is not None  # verify_webhook refuses a missing one
+    return signature
+
+
+async def _post_link(services: Services, ticket: str, minted: MintedLink) -> None:
+    """Post the link to the requester; a ticket-system failure as the error to answer."""
+    comment = NewComment(
+        body=link_comment(minted.url, minted.link.expires_at, minted.link.max_size),
+        public=True,
+    )
+    try:
+        await services.tickets.post_comment(ticket, comment)
+    except TicketError as exc:
+        log.warning("could not post an upload link to ticket %s: %s", ticket, exc.message)
+        services.event(
+            "webhook_failed", {"ticket": ticket, "reason": exc.message, "retryable": exc.retryable}
+        )
+        if exc.retryable:
+            wait = str(max(1, round(exc.retry_after))) if exc.retry_after is not None else "30"
+            raise GatewayError(
+                Code.TICKETS_UNAVAILABLE,
+                f"The upload link could not be posted; retry later ({exc.message}).",
+                headers={"Retry-After": wait},
+            ) from None
+        raise GatewayError(
+            Code.TICKETS_REFUSED,
+            f"The ticket system refused the upload-link comment: {exc.message}",
+        ) from None
 
 
 routes = [Route("/api/zendesk/webhook", zendesk_webhook, methods=["POST"])]

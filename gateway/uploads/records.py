@@ -16,8 +16,14 @@ a restart loses nothing:
     links/{link}/{id}          index of the files uploaded through a link
     by-ticket/{ticket}/{id}    index of the files of a ticket (purge)
     outbox/{id}.json           a finished file still to be delivered
+    outbox-lease/{ticket}      the lease of the replica delivering to a ticket
     joined/{id}                a partial upload that a final one used: which
                                file it became (a repeated final POST finds it)
+    assembling/{id}            a final upload whose assembly has not finished
+    webhook-replay/{hash}      a webhook signature already used (replay guard)
+
+Outside the upload engine, these records are read and written through
+:class:`gateway.uploads.repository.Records`, by meaning rather than by key.
 """
 
 from __future__ import annotations
@@ -41,13 +47,21 @@ def is_id(text: str) -> bool:
     return 16 <= len(text) <= 32 and text.isascii() and text.isalnum()
 
 
+UPLOADS_PREFIX = "uploads/"
+FILES_PREFIX = "files/"
+NAMES_PREFIX = "names/"
+OUTBOX_PREFIX = "outbox/"
+JOINED_PREFIX = "joined/"
+REPLAY_PREFIX = "webhook-replay/"
+
+
 def upload_prefix(upload_id: str) -> str:
     """Where an unfinished upload keeps its working objects (record, tail, lease, claim)."""
-    return f"uploads/{upload_id}/"
+    return f"{UPLOADS_PREFIX}{upload_id}/"
 
 
 def info_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/info.json"
+    return f"{UPLOADS_PREFIX}{upload_id}/info.json"
 
 
 def tail_prefix(upload_id: str) -> str:
@@ -69,27 +83,44 @@ def final_key(upload_id: str) -> str:
 
 def name_key(link_id: str, filename: str) -> str:
     digest = hashlib.sha256(filename.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"names/{link_id}/{digest}"
+    return f"{NAMES_PREFIX}{link_id}/{digest}"
 
 
 def data_key(file_id: str) -> str:
-    return f"files/{file_id}/data"
+    return f"{FILES_PREFIX}{file_id}/data"
 
 
 def meta_key(file_id: str) -> str:
-    return f"files/{file_id}/meta.json"
+    return f"{FILES_PREFIX}{file_id}/meta.json"
+
+
+def link_index_prefix(link_id: str) -> str:
+    return f"links/{link_id}/"
 
 
 def link_index_key(link_id: str, file_id: str) -> str:
-    return f"links/{link_id}/{file_id}"
+    return f"{link_index_prefix(link_id)}{file_id}"
+
+
+def ticket_index_prefix(ticket: str) -> str:
+    return f"by-ticket/{ticket}/"
 
 
 def ticket_index_key(ticket: str, file_id: str) -> str:
-    return f"by-ticket/{ticket}/{file_id}"
+    return f"{ticket_index_prefix(ticket)}{file_id}"
 
 
 def outbox_key(file_id: str) -> str:
-    return f"outbox/{file_id}.json"
+    return f"{OUTBOX_PREFIX}{file_id}.json"
+
+
+def outbox_lease_key(ticket: str) -> str:
+    return f"outbox-lease/{ticket}"
+
+
+def replay_marker_key(name: str) -> str:
+    """A used webhook signature, by its short fixed-length name."""
+    return f"{REPLAY_PREFIX}{name}"
 
 
 PARTIAL = "partial"
@@ -98,7 +129,7 @@ MAX_PARTIALS = 100  # partial uploads one final upload may name
 
 
 def joined_key(upload_id: str) -> str:
-    return f"joined/{upload_id}"
+    return f"{JOINED_PREFIX}{upload_id}"
 
 
 ASSEMBLING_PREFIX = "assembling/"
@@ -204,3 +235,26 @@ class FileRecord:
             if self.scan == NOT_SCANNED_TOO_LARGE:
                 receipt["scan_detail"] = describe(self.scan, self.scan_limit)
         return receipt
+
+
+@dataclass
+class OutboxEntry:
+    """A finished file still to be delivered, with its delivery attempts so far."""
+
+    file_id: str
+    ticket: str
+    enqueued_at: float
+    attempts: int = 0
+    next_at: float = 0.0
+    last_error: str = ""
+    refused: bool = False  # the last failure was a refusal (parked as failed)
+    # Taken in by a process that scans: a process without a scanner leaves it alone.
+    scan_required: bool = False
+
+    def to_bytes(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> OutboxEntry:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

@@ -6,7 +6,8 @@ contract promises: a failed S3 request is retried (a part, not the whole
 file), a failure that outlasts the retries is a clear 503 after which the
 upload resumes from the last stored part, a short read never becomes a short
 file, nothing half-written is ever listed as a file, delivery survives
-storage faults with exactly one comment, and an abandoned upload leaves no
+storage faults with exactly one comment, a tus request meeting an outage gets
+its 503 with the tus headers, and an abandoned upload leaves no
 multipart upload behind once ``gateway sweep`` has run.
 """
 
@@ -229,6 +230,24 @@ def test_storage_down_at_the_start_of_an_upload_is_a_clean_503_and_nothing_is_se
     again = put(link, "down.bin", data)
     assert again.status_code == 201, again.text
     verify_stored(direct, bucket, again.json(), data)
+
+
+def test_storage_down_during_a_tus_request_is_a_503_in_the_tus_dialect(
+    gw: GatewayProcess, proxy: FaultProxy
+) -> None:
+    proxy.inject("down", count=None)
+    failed = httpx.post(
+        f"{gw.link('7010')}/tus/",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": "5"},
+        timeout=TIMEOUT,
+    )
+    proxy.clear()
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["error"]["code"] == "storage_unavailable"
+    assert failed.headers["Retry-After"] == "5"
+    # Rendered by the one error handler, with what every tus answer carries.
+    assert failed.headers["Tus-Resumable"] == "1.0.0"
+    assert "Upload-Offset" in failed.headers["Access-Control-Expose-Headers"]
 
 
 def test_faults_while_reading_an_attachment_retry_delivery_and_post_exactly_one_comment(
