@@ -22,7 +22,7 @@ from gateway.http import (
     uploads,
     webhook,
 )
-from gateway.http.errors import HANDLERS
+from gateway.http.errors import HANDLERS, Unexpected
 from gateway.http.singletons import SingletonHeaders
 from gateway.logs import RequestId
 from gateway.services import Services, build_services
@@ -114,6 +114,7 @@ def create_app(
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
+    app.add_middleware(Unexpected)  # innermost: its 500s get the headers below
     app.add_middleware(SingletonHeaders)
     app.add_middleware(SecurityHeaders, https=settings.public_url.startswith("https"))
     app.add_middleware(RequestId)

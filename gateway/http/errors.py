@@ -14,6 +14,7 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import Code, GatewayError
 from gateway.store.base import StorageError
@@ -82,6 +83,38 @@ async def storage_error(request: Request, exc: Exception) -> Response:
 async def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _render(request, GatewayError(Code.INTERNAL))
+
+
+class Unexpected:
+    """An unexpected exception becomes the catalogue's 500 inside the middleware stack.
+
+    Starlette's last-resort handler for ``Exception`` runs outside every
+    middleware, so its answer would lack the security headers and the
+    request id. This one sits innermost and answers first; an exception
+    after the response has started can only end the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            response = await internal_error(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 HANDLERS = {
