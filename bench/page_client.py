@@ -5,9 +5,10 @@ Playwright), chooses the file, and waits until the page shows the file as
 verified by the gateway ("✓ Verified": the receipt's SHA-256 equals the one
 the page computed). It reports how long that took, the page's SHA-256, the
 longest main-thread task the browser saw (``PerformanceObserver`` with
-``longtask`` entries, 50 ms and more; 0 when there were none) and the peak of
+``longtask`` entries, 50 ms and more; 0 when there were none), the peak of
 the page's JavaScript heap (``performance.memory``, sampled every 50 ms with
-precise memory info on).
+precise memory info on), how many partial uploads the page cut the file into
+and the round trip it measured to decide that (``data-rtt``; -1 if unknown).
 
 Run as ``python -m bench.page_client LINK FILE``.
 """
@@ -82,9 +83,12 @@ def upload_with_page(
                 state = row.locator(".state").text_content()
                 raise RuntimeError(f"the page did not verify {path.name}: {state!r}")
             probe = page.evaluate("() => window.__pageProbe")
+            rtt = page.locator("#app").get_attribute("data-rtt") or ""
             return {
                 "seconds": seconds,
                 "sha256": row.get_attribute("data-sha256"),
+                "parts": int(row.get_attribute("data-parts") or 1),
+                "rtt_ms": float(rtt) if rtt.replace(".", "", 1).isdigit() else -1.0,
                 "longest_task_ms": float(probe["longest"]),
                 "peak_js_heap_bytes": int(probe["peakHeap"]),
             }
