@@ -1,10 +1,10 @@
 """Reading the file to send, and its SHA-256: chunks, streamed slices, the whole-file hash.
 
-The whole file's SHA-256 is what the server's receipt is checked against. A
-lone stream feeds it in file order as it sends (:class:`FileHash`, on a
-worker thread through :class:`Hasher`, with the part a resume skipped read
-from disk); streams that go at once finish out of order, so their file is
-hashed by a separate pass (:func:`sha256_of`) while they send.
+The whole file's SHA-256 is what the server's receipt is checked against. It
+is computed in file order (:class:`FileHash`): fed by the chunks as they are
+sent in memory, or read from disk on a thread of its own while the kernel
+sends a stream's bytes (:meth:`FileHash.read_to`) or while several streams go
+at once and finish out of order (:func:`sha256_of`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import base64
 import concurrent.futures
 import hashlib
 import threading
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from gateway.client.outcome import Failed
 STREAM_SLICE = 1024 * 1024
 #: A chunk held in memory is handed to the connection in slices of this size.
 SLICE = 256 * 1024
-#: Slices read but not yet hashed, at most (the hash runs on its own thread).
-HASH_DEPTH = 8
 HASH_BLOCK = 4 * 1024 * 1024
 
 
@@ -54,21 +51,33 @@ class FileHash:
         """Feed the bytes at ``offset``: what was fed already is skipped, a gap read from disk."""
         with self.lock:
             if offset > self.done:
-                self._read_up_to(offset)
+                self._read_up_to(offset, None)
             end = offset + len(data)
             if offset <= self.done < end:
                 self.state.update(memoryview(data)[self.done - offset :])
                 self.done = end
 
-    def _read_up_to(self, offset: int) -> None:
-        with open(self.path, "rb") as fh:
+    def read_to(self, end: int, stop: threading.Event) -> None:
+        """Feed the file's bytes up to ``end`` from disk (a stream sent by the kernel never
+        passes through Python); ``stop`` ends it with ``Failed("stopped")``."""
+        with self.lock:
+            self._read_up_to(end, stop)
+
+    def _read_up_to(self, offset: int, stop: threading.Event | None) -> None:
+        if self.done >= offset:
+            return
+        buffer = bytearray(min(HASH_BLOCK, offset - self.done))
+        view = memoryview(buffer)
+        with open(self.path, "rb", buffering=0) as fh:
             fh.seek(self.done)
             while self.done < offset:
-                block = fh.read(min(8 << 20, offset - self.done))
-                if not block:
+                if stop is not None and stop.is_set():
+                    raise Failed("stopped")
+                count = fh.readinto(view[: min(len(view), offset - self.done)])
+                if not count:
                     raise shrank()
-                self.state.update(block)
-                self.done += len(block)
+                self.state.update(view[:count])
+                self.done += count
 
     def finish(self, size: int) -> str:
         """The hex digest of the first ``size`` bytes (reading what was not fed)."""
@@ -76,49 +85,11 @@ class FileHash:
         return self.state.hexdigest()
 
 
-class Hasher:
-    """Feeds a :class:`FileHash` on one worker thread, in order, while the caller sends.
-
-    hashlib lets go of the GIL on large buffers, so hashing and sending overlap; at
-    most :data:`HASH_DEPTH` slices wait, which bounds the memory it holds.
-    """
-
-    def __init__(self, whole: FileHash | None) -> None:
-        self.whole = whole
-        self.pool = None if whole is None else concurrent.futures.ThreadPoolExecutor(1, "hash")
-        self.pending: deque[concurrent.futures.Future[None]] = deque()
-
-    def __enter__(self) -> Hasher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            while self.pending:
-                self.pending.popleft().result()
-
-    def feed(self, offset: int, data: bytes) -> None:
-        if self.pool is None or self.whole is None:
-            return
-        self.pending.append(self.pool.submit(self.whole.cover, offset, data))
-        while len(self.pending) > HASH_DEPTH:
-            self.pending.popleft().result()
-
-
 def sha256_of(path: Path, size: int, stop: threading.Event) -> str:
     """The first ``size`` bytes' SHA-256, read in order (streams finish out of order)."""
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as fh:
-        while done < size:
-            if stop.is_set():
-                raise Failed("stopped")
-            block = fh.read(min(HASH_BLOCK, size - done))
-            if not block:
-                raise shrank()
-            digest.update(block)
-            done += len(block)
-    return digest.hexdigest()
+    whole = FileHash(path)
+    whole.read_to(size, stop)
+    return whole.state.hexdigest()
 
 
 def slices(path: Path, offset: int, end: int, stop: threading.Event) -> Iterator[bytes]:

@@ -4,10 +4,10 @@ A file goes up as one upload or, to a gateway far enough away that one
 connection cannot fill the path (``--streams auto``, see
 :mod:`gateway.client.streams`), as up to ``streams`` contiguous ranges sent at
 the same time as tus partial uploads, which a final upload (tus
-concatenation) then joins. Each stream sends its range as one PATCH read from
-disk as it goes, like ``curl -T`` (or, with ``chunk_size``, in requests of
-that size each with ``Upload-Checksum: sha256``). ``parallel`` files go up at
-once. Failures (network errors, 5xx, 409, 423, 429, 460) are retried with
+concatenation) then joins. Each stream sends its range as one PATCH that the
+kernel copies from disk as it goes, like ``curl -T`` (or, with ``chunk_size``,
+in requests of that size each with ``Upload-Checksum: sha256``). ``parallel``
+files go up at once. Failures (network errors, 5xx, 409, 423, 429, 460) are retried with
 exponential backoff and jitter, honouring ``Retry-After``; after each failure
 the client asks the server (HEAD) where that upload stands and goes on from
 there.

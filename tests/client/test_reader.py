@@ -15,7 +15,6 @@ from gateway.client.reader import (
     STREAM_SLICE,
     ChunkReader,
     FileHash,
-    Hasher,
     sha256_of,
     slices,
 )
@@ -55,17 +54,20 @@ def test_file_hash_of_a_shrunk_file_fails(data_file: tuple[Path, bytes]) -> None
     assert caught.value.reason == "file-changed"
 
 
-def test_hasher_feeds_on_a_worker_in_order(data_file: tuple[Path, bytes]) -> None:
+def test_read_to_feeds_from_disk_and_stops(data_file: tuple[Path, bytes]) -> None:
     path, data = data_file
     whole = FileHash(path)
-    with Hasher(whole) as hasher:
-        for start in range(0, len(data), 4096):
-            hasher.feed(start, data[start : start + 4096])
-    assert whole.done == len(data)
-    assert whole.state.hexdigest() == sha(data)
-    with Hasher(None) as idle:
-        idle.feed(0, b"x")  # no hash wanted: nothing to do
-    assert idle.pool is None
+    whole.cover(0, data[:100])
+    whole.read_to(2 * MiB, threading.Event())  # from where it stands
+    whole.read_to(MiB, threading.Event())  # behind it: nothing to do
+    assert whole.done == 2 * MiB
+    whole.cover(2 * MiB, data[2 * MiB : 2 * MiB + 10])  # feeding goes on after it
+    assert whole.finish(len(data)) == sha(data)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Failed) as caught:
+        FileHash(path).read_to(len(data), stop)
+    assert caught.value.reason == "stopped"
 
 
 def test_sha256_of_reads_a_prefix_and_stops(data_file: tuple[Path, bytes]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.client import send
 from gateway.client.outcome import Failed
 from gateway.client.progress import Meter
 from gateway.client.reader import FileHash
@@ -27,8 +28,12 @@ def a_file(tmp_path: Path, size: int) -> tuple[Path, str]:
     return path, hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("chunk_size", [0, MiB])
-def test_send_a_whole_file_and_check_it(tus: Tus, tmp_path: Path, chunk_size: int) -> None:
+@pytest.mark.parametrize(("chunk_size", "kernel"), [(0, True), (0, False), (MiB, False)])
+def test_send_a_whole_file_and_check_it(
+    tus: Tus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int, kernel: bool
+) -> None:
+    # A proxy in the environment takes the body through httpx instead of sendfile.
+    monkeypatch.setattr(send, "direct", lambda url: kernel)
     path, digest = a_file(tmp_path, 3 * MiB + 17)
     size = path.stat().st_size
     url, _ = tus.create(size, path)
