@@ -35,8 +35,7 @@ from bench.harness import Harness
 from bench.netproxy import ProxyThread
 from bench.procs import free_port
 from bench.results import MiB, Row
-from gateway.client.streams import AUTO_STREAMS, split
-from gateway.client.upload import ALIGN
+from gateway.client.streams import ALIGN, AUTO_STREAMS, split
 
 CLIENT_RATIO = 0.9
 LONG_TASK_MS = 50.0

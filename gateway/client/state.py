@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,11 @@ class StateFile:
             data = self._read()
             data[key] = entry
             self._write(data)
+
+    def remember(self, key: str, path: Path, size: int, entry: dict[str, Any]) -> None:
+        """:meth:`put` ``entry`` with which file it is about, its size and when."""
+        about = {"file": str(path.resolve()), "size": size, "at": time.time()}
+        self.put(key, {**entry, **about})
 
     def drop(self, key: str) -> None:
         with self._locked():

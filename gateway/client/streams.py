@@ -30,6 +30,9 @@ AUTO_STREAMS = 4
 #: where one stream already fills the path and joining partials would cost more than
 #: it gives; longer ones mean a path where each connection is held back by its window.
 AUTO_RTT = 0.030
+#: Ranges start on multiples of this when requests are not chunked (each stream one
+#: streamed request), so the gateway's S3 parts of every partial stay whole.
+ALIGN = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)

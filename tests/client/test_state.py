@@ -6,10 +6,7 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from gateway.client.state import StateFile, fingerprint, state_dir
-from gateway.client.upload import Failed, link_of
 
 
 def test_state_dir_follows_xdg(tmp_path: Path) -> None:
@@ -45,9 +42,13 @@ def test_state_file_round_trip_and_atomic_json(tmp_path: Path) -> None:
     assert not list(states.directory.glob("*.tmp"))
 
 
-def test_link_of_accepts_what_users_paste() -> None:
-    assert link_of("http://gw/u/tok") == "http://gw/u/tok"
-    assert link_of("http://gw/u/tok/") == "http://gw/u/tok"
-    assert link_of("http://gw/u/tok/tus/") == "http://gw/u/tok"
-    with pytest.raises(Failed):
-        link_of("http://gw/elsewhere")
+def test_remember_says_which_file_and_when(tmp_path: Path) -> None:
+    states = StateFile(tmp_path / "s")
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"12345")
+    states.remember("k", path, 5, {"url": "http://x/u/t/tus/abc"})
+    entry = states.get("k")
+    assert entry is not None
+    assert entry["url"] == "http://x/u/t/tus/abc"
+    assert entry["file"] == str(path.resolve()) and entry["size"] == 5
+    assert isinstance(entry["at"], float)

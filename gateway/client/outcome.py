@@ -1,0 +1,28 @@
+"""What became of one file: the line ``gateway upload`` prints for it, or why it failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Failed(Exception):
+    """The upload of one file failed for good; ``reason`` is one word for the final line."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    sha256: str = ""
+    size: int = 0
+    reason: str = ""
+
+    def line(self) -> str:
+        """``OK <sha256> <size> <name>`` or ``FAILED <reason> <name>``: the stdout protocol."""
+        if self.ok:
+            return f"OK {self.sha256} {self.size} {self.name}"
+        return f"FAILED {self.reason} {self.name}"
