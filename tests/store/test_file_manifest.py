@@ -13,9 +13,10 @@ from typing import TypeVar
 import aiofiles
 import pytest
 
-import gateway.store.file as file_module
+import gateway.store.file.multipart as multipart_module
 from gateway.store import ObjectStore, Part, StorageError
 from gateway.store.file import FileStore
+from gateway.store.file.disk import _etag
 from gateway.store.manifest import MAGIC, Manifest
 
 T = TypeVar("T")
@@ -25,7 +26,7 @@ SMALL_PART = 1000  # the 5 MiB minimum shrunk, so tests need no big files
 
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(file_module, "MIN_PART", SMALL_PART)
+    monkeypatch.setattr(multipart_module, "MIN_PART", SMALL_PART)
 
 
 def run(store: FileStore, scenario: Callable[[FileStore], Coroutine[object, object, T]]) -> T:
@@ -73,7 +74,7 @@ def test_completion_links_the_parts_behind_a_manifest(tmp_path: Path, small_part
         # (a part's ETag names its inode).
         for (name, _), part in zip(manifest.parts, parts, strict=True):
             stat = os.stat(store.root / "parts" / manifest.parts_id / name)
-            assert file_module._etag(stat) == part.etag
+            assert _etag(stat) == part.etag
         assert os.listdir(store.root / "multipart") == []
 
         info = await store.head("up/obj")
