@@ -256,7 +256,8 @@ def upload(
     "gateway_url",
     default=None,
     metavar="URL",
-    help="The gateway's base URL, with --ticket (e.g. https://uploads.example.com).",
+    help="The gateway's base URL (e.g. https://uploads.example.com): with --ticket, or so "
+    "links on it carry GATEWAY_STAFF_TOKEN where downloads need sign-in.",
 )
 @click.option(
     "--token",
@@ -297,7 +298,10 @@ def download(
 
     \b
     With --ticket ID --gateway URL (and GATEWAY_STAFF_TOKEN), fetches every
-    stored file of the ticket, listed by GET /api/tickets/ID/files.
+    stored file of the ticket, listed by GET /api/tickets/ID/files. With
+    links and --gateway URL, the links on that gateway carry the staff
+    token, which stands for a signed-in engineer where the gateway requires
+    sign-in for downloads (GATEWAY_DOWNLOAD_AUTH=oidc).
     """
     from gateway.client.download import run_download
 

@@ -193,17 +193,16 @@ def run_download(
     limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections)
     with httpx.Client(timeout=TIMEOUT, limits=limits, follow_redirects=False) as client:
         jobs = [Job(url) for url in urls]
-        headers: dict[str, str] = {}
         if ticket is not None:
             listed = _ticket(client, err, ticket, gateway, token)
             if isinstance(listed, int):
                 return listed
             jobs, waiting = listed
             results.extend(waiting)
-            # The staff token goes only to the gateway named by --gateway (where downloads
-            # need a signed-in engineer it stands for one); httpx drops it on a redirect
-            # to another origin (a presigned storage URL).
-            headers = {"Authorization": f"Bearer {token}"}
+        # The staff token goes only to the gateway named by --gateway (where downloads
+        # need a signed-in engineer it stands for one); it is dropped on a redirect to
+        # another origin (a presigned storage URL).
+        headers = {"Authorization": f"Bearer {token}"} if gateway and token else {}
         downloader = Downloader(
             client, target_dir, progress, connections=connections, retries=retries
         )

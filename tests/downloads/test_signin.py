@@ -188,6 +188,17 @@ def test_the_link_is_checked_first_and_the_staff_token_stands_for_an_engineer(
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(f"OK {guarded.sha256} ")
+    # A link on its own needs sign-in; with --gateway the staff token goes with it.
+    for extra, code in (([], 1), (["--gateway", guarded.proc.url], 0)):
+        by_link = subprocess.run(
+            [sys.executable, "-m", "gateway", "download", "--quiet", link, *extra,
+             "-o", str(tmp_path / f"link{code}")],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "GATEWAY_STAFF_TOKEN": guarded.proc.env["GATEWAY_STAFF_TOKEN"]},
+        )  # fmt: skip
+        assert by_link.returncode == code, by_link.stdout + by_link.stderr
+        expected = f"OK {guarded.sha256} " if code == 0 else "FAILED "
+        assert by_link.stdout.startswith(expected), by_link.stdout
 
 
 def test_a_callback_that_was_not_started_here_is_refused(guarded: Guarded) -> None:
