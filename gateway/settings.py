@@ -146,6 +146,7 @@ class Settings:
     clamd_max_scan: int = CLAMD_MAX_SCAN
     scan_oversize: str = "deliver"
     buffer_memory: int = 256 * MiB
+    s3_max_parts: int = 10_000  # the most parts the store takes in one multipart upload
     staff_token: str | None = field(default=None, repr=False)
     public_comments: bool = False
     idle_timeout: float = 60.0
@@ -425,6 +426,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     buffer_memory = _parse(env, "GATEWAY_BUFFER_MEMORY", parse_size, 256 * MiB)
     if buffer_memory < 2 * S3_MIN_PART:
         raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
+    s3_max_parts = _parse(env, "GATEWAY_S3_MAX_PARTS", _positive_int, 10_000)
+    if not 2 <= s3_max_parts <= 10_000:
+        raise ConfigError(
+            f"GATEWAY_S3_MAX_PARTS: must be between 2 and 10000 (S3's limit), got {s3_max_parts}"
+        )
 
     clamd_max_scan = _parse(env, "GATEWAY_CLAMD_MAX_SCAN", parse_size, CLAMD_MAX_SCAN)
     if not 0 < clamd_max_scan <= CLAMD_MAX_SCAN:
@@ -497,6 +503,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "GATEWAY_SCAN_OVERSIZE", _choice("deliver", "quarantine"), "deliver"
         ),
         buffer_memory=buffer_memory,
+        s3_max_parts=s3_max_parts,
         staff_token=_get(env, "GATEWAY_STAFF_TOKEN"),
         public_comments=_parse(env, "GATEWAY_PUBLIC_COMMENTS", _bool, False),
         idle_timeout=float(_parse(env, "GATEWAY_IDLE_TIMEOUT", parse_duration, 60)),
