@@ -20,7 +20,7 @@ from gateway.errors import Code, GatewayError
 from gateway.filenames import clean_filename, guess_content_type
 from gateway.services import Services
 from gateway.signing import UploadLink
-from gateway.uploads.engine import Progress
+from gateway.uploads.engine import Progress, WriteRequest
 from gateway.uploads.records import FileRecord
 
 MAX_PARTS = 200
@@ -117,7 +117,9 @@ async def stream_form(
         )
         services.upload_started(record)
         queue = asyncio.Queue(QUEUE_DEPTH)
-        task = asyncio.create_task(services.engine.write(record, 0, feed(), final=True))
+        task = asyncio.create_task(
+            services.engine.write(record, WriteRequest(0, feed(), final=True))
+        )
         task.record = record  # type: ignore[attr-defined]
 
     async def send(item: bytes | None) -> None:

@@ -46,7 +46,7 @@ from gateway.services import Services
 from gateway.signing import UploadLink
 from gateway.store.base import StorageError
 from gateway.uploads import records
-from gateway.uploads.engine import Progress
+from gateway.uploads.engine import Progress, WriteRequest
 from gateway.uploads.records import FINAL, PARTIAL, FileRecord, UploadRecord
 
 log = logging.getLogger("gateway.http.tus")
@@ -241,13 +241,9 @@ async def _write(
     expect = _expect(request)
     async with link_slot(services, link) as queued:
         with failures_counted(services, "tus"):
+            body = _chunks(services, request, queued)
             return await services.engine.write(
-                record,
-                offset,
-                _chunks(services, request, queued),
-                expect=expect,
-                checksum=checksum,
-                verify=verify,
+                record, WriteRequest(offset, body, expect=expect, checksum=checksum, verify=verify)
             )
 
 
@@ -324,7 +320,7 @@ async def create(request: Request, services: Services) -> Response:
             if with_body:
                 progress = await _write(services, request, link, record, 0)
             else:
-                progress = await services.engine.write(record, 0, _empty())
+                progress = await services.engine.write(record, WriteRequest(0, _empty()))
         except GatewayError as exc:
             # The upload exists: tell the client where, so it can resume.
             exc.headers.setdefault("Location", headers["Location"])

@@ -27,6 +27,7 @@ from gateway.http.slots import LinkSlots
 from gateway.services import Services
 from gateway.signing import UploadLink
 from gateway.uploads import records
+from gateway.uploads.engine import WriteRequest
 from gateway.uploads.records import FileRecord, UploadRecord
 
 
@@ -173,12 +174,9 @@ async def put_file(request: Request) -> Response:
             record = await _start(services, link, filename, length, content_type)
             expect, start = length, 0
         with failures_counted(services, "put"):
+            body = _chunks(services, request, "put", queued)
             progress = await engine.write(
-                record,
-                start,
-                _chunks(services, request, "put", queued),
-                final=range_header is None,
-                expect=expect,
+                record, WriteRequest(start, body, final=range_header is None, expect=expect)
             )
     if progress.file is None:
         return JSONResponse(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from gateway.errors import Code, GatewayError
 from gateway.units import format_size
 from gateway.uploads.partsize import MAX_PART, MAX_PARTS, largest_part, plan_parts
 
@@ -36,6 +37,15 @@ class SizeLimitedStore(Protocol):
 def size_text(n: int) -> str:
     """``1,342,177,280,000 bytes (1.2 TiB)``: exact for scripts, readable for people."""
     return f"{n:,} bytes ({format_size(n)})"
+
+
+def too_large(length: int | None, largest: int, who: str = "this gateway") -> GatewayError:
+    """The 413 of a file past ``largest``, naming it in bytes and human units."""
+    if length is None:
+        message = f"The file is larger than {who} accepts: at most {size_text(largest)}."
+    else:
+        message = f"The file is {length:,} bytes; {who} accepts at most {size_text(largest)}."
+    return GatewayError(Code.TOO_LARGE, message)
 
 
 @dataclass(frozen=True)

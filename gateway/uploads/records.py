@@ -46,6 +46,11 @@ def is_id(text: str) -> bool:
     return 16 <= len(text) <= 32 and text.isascii() and text.isalnum()
 
 
+def upload_prefix(upload_id: str) -> str:
+    """Where an unfinished upload keeps its working objects (record, tail, lease, claim)."""
+    return f"uploads/{upload_id}/"
+
+
 def info_key(upload_id: str) -> str:
     return f"uploads/{upload_id}/info.json"
 

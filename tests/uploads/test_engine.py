@@ -22,7 +22,7 @@ from gateway.signing import UploadLink, new_link_id
 from gateway.store.base import ObjectStore
 from gateway.uploads import records
 from gateway.uploads.budget import BufferBudget
-from gateway.uploads.engine import UploadEngine
+from gateway.uploads.engine import UploadEngine, WriteRequest
 from gateway.uploads.lease import Lease
 from gateway.uploads.partsize import DEFAULT_PART, LARGE_PART
 from gateway.uploads.records import FileRecord, UploadRecord
@@ -104,7 +104,9 @@ def test_single_request_finishes_with_the_right_hash(new_store: StoreFactory) ->
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         record = await create(engine, h.link, len(DATA))
-        progress = await engine.write(record, 0, body(DATA), final=True, expect=len(DATA))
+        progress = await engine.write(
+            record, WriteRequest(0, body(DATA), final=True, expect=len(DATA))
+        )
         assert progress.file is not None
         assert progress.file.sha256 == SHA and progress.file.size == len(DATA)
         assert progress.file.route == "storage"
@@ -121,12 +123,14 @@ def test_resume_from_the_tail(new_store: StoreFactory) -> None:
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         record = await create(engine, h.link, len(DATA))
-        progress = await engine.write(record, 0, body(DATA[:cut]))
+        progress = await engine.write(record, WriteRequest(0, body(DATA[:cut])))
         assert progress.file is None and progress.offset == cut
         assert await engine.offset(await engine.load(record.id)) == cut
         tails = await engine.store.list(records.tail_prefix(record.id))
         assert [t.size for t in tails] == [cut - PART]
-        progress = await engine.write(record, cut, body(DATA[cut:]), expect=len(DATA) - cut)
+        progress = await engine.write(
+            record, WriteRequest(cut, body(DATA[cut:]), expect=len(DATA) - cut)
+        )
         assert progress.file is not None and progress.file.sha256 == SHA
         assert await read_all(engine.store, record.id) == DATA
 
@@ -147,7 +151,7 @@ def test_parts_fit_the_first_request_and_then_stay(new_store: StoreFactory) -> N
         for first, part in ((long_first, LARGE_PART), (DEFAULT_PART, DEFAULT_PART)):
             record = await create(engine, h.link, len(data))
             assert record.plan.base == DEFAULT_PART
-            progress = await engine.write(record, 0, body(data[:first]), expect=first)
+            progress = await engine.write(record, WriteRequest(0, body(data[:first]), expect=first))
             assert progress.offset == first
             loaded = await engine.load(record.id)
             assert loaded.plan.base == part
@@ -155,7 +159,9 @@ def test_parts_fit_the_first_request_and_then_stay(new_store: StoreFactory) -> N
             parts = await engine.store.list_parts(records.data_key(record.id), loaded.multipart_id)
             assert {p.size for p in parts} == {part}
             rest = len(data) - first
-            progress = await engine.write(loaded, first, body(data[first:]), expect=rest)
+            progress = await engine.write(
+                loaded, WriteRequest(first, body(data[first:]), expect=rest)
+            )
             assert progress.file is not None
             assert progress.file.sha256 == hashlib.sha256(data).hexdigest()
             assert await read_all(engine.store, record.id) == data
@@ -177,7 +183,7 @@ def test_a_cut_long_first_request_keeps_its_large_parts_on_another_replica(
         first = h.engine(budget=128 * MiB)
         record = await create(first, h.link, len(data))
         with pytest.raises(GatewayError) as info:
-            await first.write(record, 0, body(data[:cut]), expect=len(data))
+            await first.write(record, WriteRequest(0, body(data[:cut]), expect=len(data)))
         assert info.value.code is Code.INCOMPLETE_BODY
         other = h.engine(budget=128 * MiB)
         loaded = await other.load(record.id)
@@ -189,7 +195,7 @@ def test_a_cut_long_first_request_keeps_its_large_parts_on_another_replica(
         while True:  # the rest in short requests, as the page would send it
             end = min(offset + DEFAULT_PART, len(data))
             chunk = body(data[offset:end])
-            progress = await other.write(loaded, offset, chunk, expect=end - offset)
+            progress = await other.write(loaded, WriteRequest(offset, chunk, expect=end - offset))
             if end == len(data):
                 break
             assert (await other.load(record.id)).plan.base == LARGE_PART
@@ -207,15 +213,15 @@ def test_offset_comes_from_the_store_after_a_restart(new_store: StoreFactory) ->
     async def scenario(h: Harness) -> None:
         first = h.engine()
         record = await create(first, h.link, len(DATA))
-        await first.write(record, 0, body(DATA[:cut]))
+        await first.write(record, WriteRequest(0, body(DATA[:cut])))
         fresh = h.engine()  # nothing in memory: a restart or another replica
         again = await fresh.load(record.id)
         assert await fresh.offset(again) == cut
         with pytest.raises(GatewayError) as info:
-            await fresh.write(again, 0, body(b"x"))
+            await fresh.write(again, WriteRequest(0, body(b"x")))
         assert info.value.code is Code.OFFSET_MISMATCH
         assert info.value.headers["Upload-Offset"] == str(cut)
-        progress = await fresh.write(again, cut, body(DATA[cut:]))
+        progress = await fresh.write(again, WriteRequest(cut, body(DATA[cut:])))
         assert progress.file is not None
         # The fresh engine never saw the first bytes: it hashed the stored file back.
         assert progress.file.sha256 == SHA
@@ -235,7 +241,9 @@ def test_resume_in_many_small_requests_across_engines(new_store: StoreFactory) -
         file = None
         for start, end in zip(cuts, cuts[1:], strict=False):
             engine = h.engine()
-            progress = await engine.write(record, start, body(data[start:end], 100_000))
+            progress = await engine.write(
+                record, WriteRequest(start, body(data[start:end], 100_000))
+            )
             assert progress.offset == end
             file = progress.file
         assert file is not None and file.sha256 == hashlib.sha256(data).hexdigest()
@@ -255,16 +263,18 @@ def test_checksum_failure_discards_the_requests_bytes(new_store: StoreFactory) -
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         record = await create(engine, h.link, len(DATA))
-        await engine.write(record, 0, body(DATA[:first]))
+        await engine.write(record, WriteRequest(0, body(DATA[:first])))
         # This request crosses a part boundary: part 1 lands in the store, yet must not count.
         bad = DATA[first : first + 4 * MiB]
         with pytest.raises(GatewayError) as info:
-            await engine.write(record, first, body(bad), checksum=hashlib.sha256, verify=reject)
+            await engine.write(
+                record, WriteRequest(first, body(bad), checksum=hashlib.sha256, verify=reject)
+            )
         assert info.value.code is Code.CHECKSUM_MISMATCH
         assert await engine.offset(await engine.load(record.id)) == first
         assert await offset_seen_by(h.engine(), record.id) == first
         progress = await engine.write(
-            record, first, body(DATA[first:]), checksum=hashlib.sha256, verify=accept
+            record, WriteRequest(first, body(DATA[first:]), checksum=hashlib.sha256, verify=accept)
         )
         assert progress.file is not None and progress.file.sha256 == SHA
         assert await read_all(engine.store, record.id) == DATA
@@ -283,14 +293,14 @@ def test_concurrent_writes_conflict(new_store: StoreFactory) -> None:
             await gate.wait()
             yield DATA[1000:2000]
 
-        writing = asyncio.create_task(engine.write(record, 0, held()))
+        writing = asyncio.create_task(engine.write(record, WriteRequest(0, held())))
         for _ in range(200):
             if await engine.store.get(records.lock_key(record.id)) is not None:
                 break
             await asyncio.sleep(0.01)
         for other in (engine, h.engine()):
             with pytest.raises(GatewayError) as info:
-                await other.write(record, 0, body(DATA[:10]))
+                await other.write(record, WriteRequest(0, body(DATA[:10])))
             assert info.value.code is Code.CONFLICT
             assert info.value.status == 409
             assert "Retry-After" in info.value.headers
@@ -317,13 +327,15 @@ def test_a_writer_waits_for_a_live_one_then_continues_where_it_ended(
             await gate.wait()
             yield DATA[1000:2000]
 
-        writing = asyncio.create_task(engine.write(record, 0, held()))
+        writing = asyncio.create_task(engine.write(record, WriteRequest(0, held())))
         for _ in range(200):
             if await engine.store.get(records.lock_key(record.id)) is not None:
                 break
             await asyncio.sleep(0.01)
         patient = h.engine(lease_wait=30.0)
-        second = asyncio.create_task(patient.write(record, 2000, body(DATA[2000:3000])))
+        second = asyncio.create_task(
+            patient.write(record, WriteRequest(2000, body(DATA[2000:3000])))
+        )
         await asyncio.sleep(0.5)
         assert not second.done()  # waiting, not writing
         gate.set()
@@ -343,7 +355,7 @@ def test_a_writer_waits_out_a_dead_writers_lease(new_store: StoreFactory) -> Non
         assert dead._renewer is not None
         dead._renewer.cancel()  # its process died mid-request
         patient = h.engine(lease_wait=30.0)
-        progress = await patient.write(record, 0, body(DATA), expect=len(DATA))
+        progress = await patient.write(record, WriteRequest(0, body(DATA), expect=len(DATA)))
         assert progress.file is not None and progress.file.sha256 == SHA
 
     run(new_store, scenario)
@@ -354,7 +366,9 @@ def test_short_body_is_incomplete_but_keeps_its_bytes(new_store: StoreFactory) -
         engine = h.engine()
         record = await create(engine, h.link, len(DATA))
         with pytest.raises(GatewayError) as info:
-            await engine.write(record, 0, body(DATA[: 6 * MiB]), final=True, expect=len(DATA))
+            await engine.write(
+                record, WriteRequest(0, body(DATA[: 6 * MiB]), final=True, expect=len(DATA))
+            )
         assert info.value.code is Code.INCOMPLETE_BODY
         assert await engine.offset(await engine.load(record.id)) == 6 * MiB
         assert h.finished == []
@@ -368,14 +382,14 @@ def test_body_longer_than_the_length_is_refused(new_store: StoreFactory) -> None
         engine = h.engine()
         record = await create(engine, h.link, 1000)
         with pytest.raises(GatewayError) as info:
-            await engine.write(record, 0, body(DATA[:2000], 500))
+            await engine.write(record, WriteRequest(0, body(DATA[:2000], 500)))
         assert info.value.code is Code.BODY_TOO_LONG
         assert h.finished == []
         assert await engine.store.head(records.data_key(record.id)) is None
         # Declared too long up front: refused before a byte is read.
         record = await create(engine, h.link, 1000)
         with pytest.raises(GatewayError) as info:
-            await engine.write(record, 0, body(DATA[:2000]), expect=2000)
+            await engine.write(record, WriteRequest(0, body(DATA[:2000]), expect=2000))
         assert info.value.code is Code.BODY_TOO_LONG
         assert await offset_seen_by(engine, record.id) == 0
         assert h.finished == []
@@ -393,7 +407,7 @@ def test_unknown_length_over_the_link_cap_is_too_large(new_store: StoreFactory) 
         assert info.value.code is Code.TOO_LARGE
         record = await create(engine, small, None)
         with pytest.raises(GatewayError) as info:
-            await engine.write(record, 0, body(DATA[:4000], 1000), final=True)
+            await engine.write(record, WriteRequest(0, body(DATA[:4000], 1000), final=True))
         assert info.value.code is Code.TOO_LARGE
         assert h.finished == []
 
@@ -423,11 +437,11 @@ def test_small_file_is_an_attachment_and_abandon_cleans_up(new_store: StoreFacto
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         record = await create(engine, h.link, None)
-        progress = await engine.write(record, 0, body(DATA[:MiB]), final=True)
+        progress = await engine.write(record, WriteRequest(0, body(DATA[:MiB]), final=True))
         assert progress.file is not None and progress.file.route == "attachment"
         assert progress.file.size == MiB
         other = await create(engine, h.link, len(DATA))
-        await engine.write(other, 0, body(DATA[: PART + 10]))
+        await engine.write(other, WriteRequest(0, body(DATA[: PART + 10])))
         assert await engine.store.list_multipart(records.data_key(other.id)) != []
         await engine.terminate(await engine.load(other.id))
         assert await engine.store.list(f"uploads/{other.id}/") == []
@@ -444,7 +458,7 @@ def test_terminate_with_the_record_as_created_aborts_the_multipart(
     async def scenario(h: Harness) -> None:
         engine = h.engine()
         record = await create(engine, h.link, None)
-        await engine.write(record, 0, body(DATA[: PART + 10]))
+        await engine.write(record, WriteRequest(0, body(DATA[: PART + 10])))
         assert record.multipart_id is None  # the caller's copy never learns it
         assert await engine.store.list_multipart(records.data_key(record.id)) != []
         await engine.terminate(record)
@@ -458,7 +472,7 @@ async def complete_partial(engine: UploadEngine, link: UploadLink, data: bytes) 
     record = await engine.create(
         link, filename="piece", length=len(data), protocol="tus", concat=records.PARTIAL
     )
-    progress = await engine.write(record, 0, body(data), final=True, expect=len(data))
+    progress = await engine.write(record, WriteRequest(0, body(data), final=True, expect=len(data)))
     assert progress.file is None  # a partial is never a file
     return record.id
 
