@@ -99,6 +99,16 @@ async def sweep(
             continue
         await store.abort_multipart(mpu.key, mpu.upload_id)
         report.aborted_multipart += 1
+    # Segments (parts larger than a buffer, uploads/{id}/seg.{n}) of uploads that are gone;
+    # a live upload's segments go with it (terminate, finish).
+    for mpu in await store.list_multipart("uploads/"):
+        upload_id = mpu.key.split("/")[1]
+        if now - mpu.initiated < multipart_age or (
+            records.is_id(upload_id) and await store.head(records.info_key(upload_id))
+        ):
+            continue
+        await store.abort_multipart(mpu.key, mpu.upload_id)
+        report.aborted_multipart += 1
     for info in await store.list("names/"):
         raw = await store.get(info.key)
         with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -158,7 +158,3 @@ def offset_of_part(plan: PartPlan, number: int) -> int:
     if plan.fixed:
         return plan.base * (number - 1)
     return sum(plan.size_of(n) for n in range(1, number))
-
-
-# The name this error had while the memory budget capped the part size.
-TooLargeForBudget = TooLargeForParts
