@@ -91,7 +91,7 @@ async def write_locked(
         if record.length is None:
             raise too_large(None, limit, "this upload")
         raise GatewayError(Code.BODY_TOO_LONG, "The body would run past the upload's length.")
-    if record.multipart_id is None and stored.tail is None:
+    if record.multipart_id is None and record.segment_id is None and stored.tail is None:
         await fit_parts(intake, record, request.expect)
     writer = PartWriter(intake, finisher, record, stored, request.checksum)
     received = await _receive(writer, record, request, limit)
@@ -158,7 +158,7 @@ async def fit_parts(intake: Intake, record: UploadRecord, expect: int | None) ->
     """Before any byte is stored, size the parts for the first request (under the lease).
 
     The plan is fixed from the first byte on (part ``n``'s size is a function of the
-    plan), so only an upload with no multipart upload and no tail may change it.
+    plan), so only an upload with no multipart upload, no segment and no tail may change it.
     """
     try:
         plan = plan_parts(

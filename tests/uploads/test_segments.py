@@ -264,3 +264,29 @@ def test_sweep_aborts_the_segments_of_expired_and_vanished_uploads(
         assert await engine_of(h).offset(await engine.load(live.id)) == SUB + 3
 
     run(new_store, scenario)
+
+
+def test_the_sub_part_size_chosen_by_the_first_request_stays(new_store: StoreFactory) -> None:
+    """A first request declaring a long body takes 32 MiB sub-parts; a later short one,
+    which alone would take smaller ones, must not change them once one is stored."""
+    length = 200 * MiB
+    limit = size_limit(max_upload=1 << 40, buffer_memory=128 * MiB, max_parts=3)
+    data = os.urandom(40 * MiB)
+
+    async def scenario(h: Harness) -> None:
+        engine = h.engine(budget=128 * MiB, limit=limit)  # type: ignore[arg-type]
+        record = await engine.create(h.link, filename="b.bin", length=length, protocol="put")
+        first = 32 * MiB  # exactly one sub-part: no tail
+        with pytest.raises(GatewayError) as info:
+            await engine.write(record, WriteRequest(0, body(data[:first]), expect=length))
+        assert info.value.code is Code.INCOMPLETE_BODY
+        stored = await engine.load(record.id)
+        assert (stored.plan.base, stored.plan.sub) == (67 * MiB, 32 * MiB)
+        other = h.engine(budget=128 * MiB, limit=limit)  # type: ignore[arg-type]
+        rest = data[first:]
+        progress = await other.write(record, WriteRequest(first, body(rest), expect=len(rest)))
+        assert progress.offset == len(data)
+        assert (await other.load(record.id)).plan == stored.plan
+        assert await other.offset(await other.load(record.id)) == len(data)
+
+    run(new_store, scenario)
