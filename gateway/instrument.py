@@ -92,6 +92,10 @@ class InstrumentedStore:
         with self._measure("list_multipart"):
             return await self.inner.list_multipart(prefix)
 
+    async def copy_part(self, key: str, upload_id: str, number: int, source_key: str) -> Part:
+        with self._measure("copy_part"):
+            return await self.inner.copy_part(key, upload_id, number, source_key)
+
     async def compose(
         self, key: str, sources: builtins.list[str], content_type: str | None = None
     ) -> str:

@@ -35,7 +35,9 @@ class Links:
         # The largest file the gateway takes: a link's cap is never more (no store limit
         # is known without one, so the running service passes the limit it computed).
         self.limit = limit or size_limit(
-            max_upload=settings.max_upload, buffer_memory=settings.buffer_memory
+            max_upload=settings.max_upload,
+            buffer_memory=settings.buffer_memory,
+            max_parts=settings.s3_max_parts,
         )
 
     def mint(

@@ -201,6 +201,7 @@ def build_services(
         max_upload=settings.max_upload,
         buffer_memory=settings.buffer_memory,
         store_max=store_limit(raw_store),
+        max_parts=settings.s3_max_parts,
     )
     log.info("%s", limit.describe())
     store = InstrumentedStore(raw_store, metrics)

@@ -145,6 +145,7 @@ class Settings:
     clamd_max_scan: int = CLAMD_MAX_SCAN
     scan_oversize: str = "deliver"
     buffer_memory: int = 256 * MiB
+    s3_max_parts: int = 10_000  # the most parts the store takes in one multipart upload
     staff_token: str | None = field(default=None, repr=False)
     public_comments: bool = False
     idle_timeout: float = 60.0
@@ -376,6 +377,11 @@ def _limits(env: Mapping[str, str], tickets: str) -> Fields:
     buffer_memory = _parse(env, "GATEWAY_BUFFER_MEMORY", parse_size, 256 * MiB)
     if buffer_memory < 2 * S3_MIN_PART:
         raise ConfigError("GATEWAY_BUFFER_MEMORY: must be at least 10MiB (two 5 MiB parts)")
+    s3_max_parts = _parse(env, "GATEWAY_S3_MAX_PARTS", positive, 10_000)
+    if not 2 <= s3_max_parts <= 10_000:
+        raise ConfigError(
+            f"GATEWAY_S3_MAX_PARTS: must be between 2 and 10000 (S3's limit), got {s3_max_parts}"
+        )
     if tickets == "zendesk" and attachment_max > ZENDESK_ATTACHMENT_LIMIT:
         raise ConfigError(
             "GATEWAY_ATTACHMENT_MAX: Zendesk takes attachments of at most 50 MB; "
@@ -388,7 +394,7 @@ def _limits(env: Mapping[str, str], tickets: str) -> Fields:
         requested, attachment_max = attachment_max, limit
     return {
         "attachment_max": attachment_max, "attachment_max_requested": requested,
-        "max_upload": max_upload, "buffer_memory": buffer_memory,
+        "max_upload": max_upload, "buffer_memory": buffer_memory, "s3_max_parts": s3_max_parts,
         "link_ttl": _parse(env, "GATEWAY_LINK_TTL", parse_duration, 14 * 86400),
         "download_ttl": _parse(env, "GATEWAY_DOWNLOAD_TTL", parse_duration, 30 * 86400),
         "retention": _parse(env, "GATEWAY_RETENTION", parse_duration, None),

@@ -67,6 +67,10 @@ async def sweep(
             continue
         await records.files.abort_multipart(mpu)
         report.aborted_multipart += 1
+    for mpu in await records.uploads.orphan_segments():
+        if now - mpu.initiated >= multipart_age:
+            await records.uploads.abort_multipart(mpu)
+            report.aborted_multipart += 1
     report.stale_names = await records.names.drop_stale(records.uploads)
     report.replay_markers = await records.replays.drop_older_than(REPLAY_MARKER_AGE, now)
     report.joined_markers = await records.joined.drop_expired(now)

@@ -26,6 +26,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.link_ttl == 14 * 86400
     assert settings.download_ttl == 30 * 86400
     assert settings.buffer_memory == 256 * MiB
+    assert settings.s3_max_parts == 10_000
     assert settings.staff_token is None
     assert settings.public_comments is False
     assert (settings.min_body_rate, settings.min_body_rate_period) == (1024, 10.0)
@@ -50,6 +51,7 @@ def test_documented_values(tmp_path: Path) -> None:
             "GATEWAY_LINK_TTL": "12h",
             "GATEWAY_DOWNLOAD_TTL": "7d",
             "GATEWAY_BUFFER_MEMORY": "64MiB",
+            "GATEWAY_S3_MAX_PARTS": "1000",
             "GATEWAY_STAFF_TOKEN": "staff",
             "GATEWAY_PUBLIC_COMMENTS": "true",
             "GATEWAY_CLAMD": "tcp://127.0.0.1:3310",
@@ -65,6 +67,7 @@ def test_documented_values(tmp_path: Path) -> None:
     assert (settings.attachment_max, settings.max_upload) == (MiB, 1000**4)
     assert (settings.link_ttl, settings.download_ttl) == (43200, 7 * 86400)
     assert settings.buffer_memory == 64 * MiB
+    assert settings.s3_max_parts == 1000
     assert settings.public_comments is True
     assert "staff" not in repr(settings) and SECRET not in repr(settings)
 
@@ -81,6 +84,10 @@ BAD = [
     ("GATEWAY_MAX_UPLOAD", "lots"),
     ("GATEWAY_BUFFER_MEMORY", "1MiB"),
     ("GATEWAY_BUFFER_MEMORY", "99999999999PiB"),
+    ("GATEWAY_S3_MAX_PARTS", "0"),
+    ("GATEWAY_S3_MAX_PARTS", "1"),
+    ("GATEWAY_S3_MAX_PARTS", "10001"),
+    ("GATEWAY_S3_MAX_PARTS", "lots"),
     ("GATEWAY_LINK_TTL", "forever"),
     ("GATEWAY_LINK_TTL", "0"),
     ("GATEWAY_DOWNLOAD_TTL", "-3d"),

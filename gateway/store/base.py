@@ -100,6 +100,15 @@ class ObjectStore(Protocol):
 
     async def list_multipart(self, prefix: str) -> builtins.list[MultipartInfo]: ...
 
+    async def copy_part(self, key: str, upload_id: str, number: int, source_key: str) -> Part:
+        """Make part ``number`` of the upload a copy of the object ``source_key``, inside
+        the store (S3 UploadPartCopy; the file store links or copies in the kernel).
+
+        The source stays as it is. KeyError names a missing source; a store that
+        cannot copy parts raises NotImplementedError.
+        """
+        ...
+
     async def compose(
         self, key: str, sources: builtins.list[str], content_type: str | None = None
     ) -> str:

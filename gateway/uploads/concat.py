@@ -300,7 +300,7 @@ class Assembler:
                 sizes.append(info.size)
             if sum(sizes) != record.length:
                 raise GatewayError(Code.GONE, "The partial uploads changed since the final one.")
-            if record.multipart_id is None and stored.tail is None:
+            if record.multipart_id is None and record.segment_id is None and stored.tail is None:
                 joined = await self._compose(record)
                 if joined is not None:
                     return joined

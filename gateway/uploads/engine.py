@@ -22,7 +22,7 @@ from gateway.uploads.concat import Assembler
 from gateway.uploads.context import Intake, OnFinished
 from gateway.uploads.finish import Finisher
 from gateway.uploads.limit import SizeLimit, size_limit, too_large
-from gateway.uploads.partsize import MAX_PART, MAX_PARTS, TooLargeForBudget, plan_parts
+from gateway.uploads.partsize import MAX_PART, MAX_PARTS, TooLargeForParts, plan_parts
 from gateway.uploads.records import PARTIAL, UploadRecord
 from gateway.uploads.writer import Progress, WriteRequest, write_locked
 
@@ -116,8 +116,8 @@ class UploadEngine:
             who = "this link" if link.max_size < self.limit.largest else "this gateway"
             raise too_large(length, largest, who)
         try:
-            plan = plan_parts(length, self.budget.limit)
-        except TooLargeForBudget:  # pragma: no cover - the limit is computed from the same plan
+            plan = plan_parts(length, self.budget.limit, parts=self.limit.parts)
+        except TooLargeForParts:  # pragma: no cover - the limit is computed from the same plan
             raise too_large(length, largest) from None
         now = self.intake.clock()
         record = UploadRecord(
@@ -180,6 +180,7 @@ class UploadEngine:
         self.hashes.drop(record.id)
         if record.multipart_id is not None:
             await self.store.abort_multipart(records.data_key(record.id), record.multipart_id)
+        await self.finisher.abort_segments(record)
         # A partial upload's finished bytes are only ever read by a final upload.
         await self.finisher.clear(record.id, data=record.concat == PARTIAL)
 

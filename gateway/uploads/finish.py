@@ -74,6 +74,7 @@ class Finisher:
             # The file is recorded and on its way: a marker lets a client repeating its
             # final POST learn the file, before anything that could be claimed again goes.
             await self.store.put(records.joined_key(source), marker)
+        await self.abort_segments(record)
         await self.clear(record.id, keep_lock=True)
         for source in record.sources:
             await self.clear(source, data=True)
@@ -101,6 +102,13 @@ class Finisher:
             raise GatewayError(Code.INTERNAL, "The stored file does not have the declared length.")
         log.info("recovering finished upload %s", record.id)
         return await self.record_file(record, done.size, done.etag, None)
+
+    async def abort_segments(self, record: UploadRecord) -> None:
+        """Abort the multipart uploads of the upload's segments (parts larger than a
+        buffer); their objects go with :meth:`clear`."""
+        if record.plan.sub:
+            for mpu in await self.store.list_multipart(records.segment_prefix(record.id)):
+                await self.store.abort_multipart(mpu.key, mpu.upload_id)
 
     async def clear(self, upload_id: str, *, data: bool = False, keep_lock: bool = False) -> None:
         """Delete the upload's working objects (and, with ``data``, its data object)."""

@@ -1,16 +1,19 @@
 """The largest file this gateway takes: one number, computed once (pure functions).
 
-A file is cut into at most 10,000 parts and a part is held in memory while it
-uploads, at most half of ``GATEWAY_BUFFER_MEMORY`` (two must fit, one filling
-while the other uploads) and at most 5 GiB. So the largest file is the least
-of ``GATEWAY_MAX_UPLOAD``, 10,000 of those parts, and the store's own largest
-object where it has one. Every surface says that number: ``Tus-Max-Size``, the
-upload page, the 413 messages, link minting, ``/readyz`` and the start-up log.
+A file is cut into at most ``GATEWAY_S3_MAX_PARTS`` parts (10,000, S3's limit,
+unless the store allows fewer) of at most 5 GiB. A part is held in memory
+while it uploads only when it fits a buffer (half of ``GATEWAY_BUFFER_MEMORY``);
+a larger part is written as a segment of buffered sub-parts and copied into
+place inside the store, so the memory budget does not bound the file size.
+The largest file is the least of ``GATEWAY_MAX_UPLOAD``, the parts limit and
+the store's own largest object where it has one. Every surface says that
+number: ``Tus-Max-Size``, the upload page, the 413 messages, link minting,
+``/readyz`` and the start-up log.
 
 A body of unknown length (a chunked ``PUT``, a form's file, a tus upload with
 ``Upload-Defer-Length``) cannot size its parts up front: they start small and
-grow as it arrives, so 10,000 of them hold less. That smaller number is
-``streamed``.
+grow as it arrives, never past a buffer, so the parts hold less. That smaller
+number is ``streamed``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from gateway.errors import Code, GatewayError
 from gateway.units import format_size
-from gateway.uploads.partsize import MAX_PART, MAX_PARTS, MiB, max_part_for_budget, plan_parts
+from gateway.uploads.partsize import MAX_PART, MAX_PARTS, largest_part, plan_parts
 
 
 @runtime_checkable
@@ -52,6 +55,7 @@ class SizeLimit:
     largest: int  # the largest file whose length is declared up front
     streamed: int  # the largest body of unknown length
     reason: str  # which setting or limit decides ``largest``
+    parts: int = MAX_PARTS  # the most parts the store takes in one multipart upload
 
     def cap(self, link_max: int) -> int:
         """What a link with size cap ``link_max`` really accepts."""
@@ -68,43 +72,37 @@ class SizeLimit:
         return text
 
 
-def size_limit(*, max_upload: int, buffer_memory: int, store_max: int | None = None) -> SizeLimit:
+def size_limit(
+    *,
+    max_upload: int,
+    buffer_memory: int,
+    store_max: int | None = None,
+    max_parts: int = MAX_PARTS,
+) -> SizeLimit:
     """The largest file for these settings and this store (``store_max``: its own limit)."""
-    if max_upload <= 0 or buffer_memory <= 0:
+    if max_upload <= 0 or buffer_memory <= 0 or max_parts <= 0:
         raise ValueError("sizes must be positive")
-    part = max_part_for_budget(buffer_memory)
-    if part == MAX_PART:
-        parts_reason = f"{MAX_PARTS:,} parts of at most {format_size(MAX_PART)} (S3's limits)"
-    else:
-        parts_reason = (
-            f"{MAX_PARTS:,} parts of at most {format_size(part)}, half of "
+    part = largest_part(buffer_memory, max_parts)
+    parts_setting = (
+        "S3's limits" if max_parts == MAX_PARTS else f"GATEWAY_S3_MAX_PARTS={max_parts:,}"
+    )
+    parts_reason = f"{max_parts:,} parts of at most {format_size(part)} ({parts_setting})"
+    if part < MAX_PART:
+        parts_reason += (
+            f"; a part is at most {max_parts:,} sub-parts of half of "
             f"GATEWAY_BUFFER_MEMORY={format_size(buffer_memory)}"
         )
     # GATEWAY_MAX_UPLOAD first: on a tie the setting is the reason given.
     bounds = [(max_upload, f"GATEWAY_MAX_UPLOAD={format_size(max_upload)}")]
-    bounds.append((part * MAX_PARTS, parts_reason))
+    bounds.append((part * max_parts, parts_reason))
     if store_max is not None:
         bounds.append((store_max, f"the store's largest object ({format_size(store_max)})"))
     largest, reason = min(bounds, key=lambda bound: bound[0])
     if largest < max_upload:
         reason += f"; GATEWAY_MAX_UPLOAD={format_size(max_upload)} is more"
-        needed = budget_for(max_upload)
-        if largest == part * MAX_PARTS and needed is not None:
-            reason += f" and needs GATEWAY_BUFFER_MEMORY={needed // MiB}MiB"
-    streamed = min(largest, plan_parts(None, buffer_memory).capacity())
-    return SizeLimit(largest=largest, streamed=streamed, reason=reason)
-
-
-def budget_for(length: int) -> int | None:
-    """The smallest buffer budget (whole MiB) whose parts hold a file of ``length`` bytes.
-
-    None when no budget does: 10,000 parts of 5 GiB are the most a file can have.
-    """
-    part = max(1, -(-length // MAX_PARTS))
-    part = -(-part // MiB) * MiB
-    if part > MAX_PART:
-        return None
-    return 2 * part
+    unknown = plan_parts(None, buffer_memory, parts=max_parts)
+    streamed = min(largest, unknown.capacity(max_parts))
+    return SizeLimit(largest=largest, streamed=streamed, reason=reason, parts=max_parts)
 
 
 def store_limit(store: object) -> int | None:

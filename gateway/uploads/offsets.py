@@ -1,8 +1,10 @@
 """What an upload has stored, and so its offset: derived from the store, never from memory.
 
-An upload's bytes live in three places: the committed run of full parts of
-its multipart upload, a tail object holding the bytes past the last full
-part, and, once finished, the data object itself. Any replica reads the same
+An upload's bytes live in these places: the committed run of full parts of
+its multipart upload, the open segment's committed sub-parts when the next
+part is larger than a buffer (:mod:`gateway.uploads.segments`), a tail object
+holding the bytes past the last full part or sub-part, and, once finished,
+the data object itself. Any replica reads the same
 answer, so a request may resume anywhere.
 """
 
@@ -17,6 +19,7 @@ from gateway.store.base import ObjectInfo, ObjectStore, Part
 from gateway.uploads import records
 from gateway.uploads.partsize import PartPlan
 from gateway.uploads.records import UploadRecord
+from gateway.uploads.segments import Segment, stored_segment, stored_size
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Stored:
     tail: bytes | None
     offset: int
     completed: ObjectInfo | None = None  # the data object exists: finished, maybe unrecorded
+    segment: Segment | None = None  # the next part, when it is a segment
+    tail_key: str | None = None  # where ``tail`` is stored
 
 
 def committed_run(listed: Sequence[Part], committed: int, plan: PartPlan) -> list[Part]:
@@ -59,17 +64,28 @@ async def stored(store: ObjectStore, record: UploadRecord) -> Stored:
         return Stored(parts=[], tail=None, offset=done.size, completed=done)
     good = committed_run(listed, record.committed, record.plan)
     next_part = len(good) + 1
+    offset = sum(p.size for p in good)
+    segment: Segment | None = None
+    tail_key = records.tail_key(record.id, next_part)
+    tail_room = record.plan.size_of(next_part)
+    if record.plan.segmented(next_part, record.length):
+        segment = await stored_segment(store, record, next_part)
+        offset += stored_size(segment, record)
+        sub = segment.committed + 1
+        tail_key = records.sub_tail_key(record.id, next_part, sub)
+        tail_room = 0 if segment.complete else record.plan.sub_length(next_part, sub, record.length)
     tail: bytes | None = None
     for info in tail_infos:
-        suffix = info.key.rsplit(".", 1)[-1]
-        if suffix == str(next_part) and info.size < record.plan.size_of(next_part):
+        if info.key == tail_key and info.size < tail_room:
             tail = await store.get(info.key)
-    offset = sum(p.size for p in good) + (len(tail) if tail else 0)
-    if record.multipart_id is None and tail is None:
+    offset += len(tail) if tail else 0
+    if record.multipart_id is None and tail is None and segment is None:
         done = await store.head(records.data_key(record.id))
         if done is not None:
             return Stored(parts=[], tail=None, offset=done.size, completed=done)
-    return Stored(parts=good, tail=tail, offset=offset)
+    return Stored(
+        parts=good, tail=tail, offset=offset, segment=segment, tail_key=tail_key if tail else None
+    )
 
 
 async def listed_parts(store: ObjectStore, record: UploadRecord) -> list[Part] | None:

@@ -1,12 +1,18 @@
 """Part sizing for S3 multipart uploads (pure functions).
 
 S3 allows at most 10,000 parts of 5 MiB to 5 GiB each (the last may be
-smaller). A part is held in memory while it uploads, so its size is also
-capped by the memory budget. When the length is known the size is fixed for
-the whole upload; when it is not, parts start small and double every 1,000
-parts, so small files stay cheap and huge streams still fit in 10,000 parts.
-The size of part ``n`` is a function of ``n`` and the plan alone, which lets
-any replica resume an upload from the parts the store lists.
+smaller); some S3-compatible stores allow fewer parts (``GATEWAY_S3_MAX_PARTS``).
+A part is held in memory while it uploads, so when the length is known the part
+size is the preferred one, or larger when the file needs it, and fixed for the
+whole upload. A part larger than a buffer of the memory budget is a *segment*:
+it is written as a multipart upload of its own, in *sub-parts* that do fit a
+buffer, and then copied into its place inside the store (UploadPartCopy). The
+sub-part size is fixed with the plan, so replicas with other budgets agree.
+When the length is not known, parts start small and double every 1,000 parts
+(never past a buffer), so small files stay cheap and long streams still fit.
+The size of part ``n`` (and of its sub-part ``m``) is a function of the plan
+and the length alone, which lets any replica resume an upload from the parts
+the store lists.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ LARGE_PART = 32 * MiB
 GROWTH_EVERY = 1_000
 
 
-class TooLargeForBudget(ValueError):
-    """The length needs parts bigger than the memory budget allows."""
+class TooLargeForParts(ValueError):
+    """The length needs parts bigger than the store's part limits allow."""
 
 
 def _round_up(value: int, step: int) -> int:
@@ -45,6 +51,8 @@ class PartPlan:
     base: int
     cap: int
     fixed: bool
+    # Sub-part size when a part (``base``) is larger than a buffer; 0: no segments.
+    sub: int = 0
 
     def size_of(self, number: int) -> int:
         """Size of full part ``number`` (1-based)."""
@@ -55,35 +63,79 @@ class PartPlan:
         doublings = min((number - 1) // GROWTH_EVERY, 20)
         return min(self.cap, self.base << doublings)
 
-    def capacity(self) -> int:
-        """Bytes that 10,000 parts of this plan can hold."""
+    def capacity(self, parts: int = MAX_PARTS) -> int:
+        """Bytes that ``parts`` parts of this plan can hold."""
         if self.fixed:
-            return self.base * MAX_PARTS
-        return sum(self.size_of(n) for n in range(1, MAX_PARTS + 1, GROWTH_EVERY)) * GROWTH_EVERY
+            return self.base * parts
+        blocks, rest = divmod(parts, GROWTH_EVERY)
+        full = sum(self.size_of(n) for n in range(1, blocks * GROWTH_EVERY + 1, GROWTH_EVERY))
+        return full * GROWTH_EVERY + rest * self.size_of(blocks * GROWTH_EVERY + 1)
+
+    def part_length(self, number: int, length: int | None) -> int:
+        """How many bytes part ``number`` holds: a full part, or what is left of ``length``."""
+        size = self.size_of(number)
+        if length is None:
+            return size
+        return max(0, min(size, length - offset_of_part(self, number)))
+
+    def segmented(self, number: int, length: int | None) -> bool:
+        """Whether part ``number`` is written as a segment (more than one sub-part)."""
+        return self.sub > 0 and self.part_length(number, length) > self.sub
+
+    def sub_length(self, number: int, sub: int, length: int | None) -> int:
+        """How many bytes sub-part ``sub`` (1-based) of segment ``number`` holds."""
+        if sub < 1:
+            raise ValueError("sub-part numbers start at 1")
+        return max(0, min(self.sub, self.part_length(number, length) - (sub - 1) * self.sub))
+
+    def sub_count(self, number: int, length: int | None) -> int:
+        """How many sub-parts segment ``number`` has."""
+        return -(-self.part_length(number, length) // self.sub)
 
     def to_json(self) -> dict[str, int | bool]:
-        return {"base": self.base, "cap": self.cap, "fixed": self.fixed}
+        data: dict[str, int | bool] = {"base": self.base, "cap": self.cap, "fixed": self.fixed}
+        if self.sub:
+            data["sub"] = self.sub
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, int | bool]) -> PartPlan:
-        return cls(base=int(data["base"]), cap=int(data["cap"]), fixed=bool(data["fixed"]))
+        return cls(
+            base=int(data["base"]),
+            cap=int(data["cap"]),
+            fixed=bool(data["fixed"]),
+            sub=int(data.get("sub", 0)),
+        )
 
 
-def plan_parts(length: int | None, budget: int, preferred: int = DEFAULT_PART) -> PartPlan:
-    """Choose the part plan for an upload of ``length`` bytes (None = unknown)."""
+def largest_part(budget: int, parts: int = MAX_PARTS) -> int:
+    """The largest part a plan may have: 5 GiB, or ``parts`` sub-parts of a buffer's size."""
+    return min(MAX_PART, max_part_for_budget(budget) * parts)
+
+
+def plan_parts(
+    length: int | None, budget: int, preferred: int = DEFAULT_PART, parts: int = MAX_PARTS
+) -> PartPlan:
+    """Choose the part plan for an upload of ``length`` bytes (None = unknown), in at
+    most ``parts`` parts (and sub-parts per segment)."""
+    if parts < 1:
+        raise ValueError("a multipart upload has at least one part")
     cap = max_part_for_budget(budget)
     preferred = max(MIN_PART, min(preferred, cap))
     if length is None:
-        return PartPlan(base=min(preferred, cap), cap=cap, fixed=False)
+        return PartPlan(base=preferred, cap=cap, fixed=False)
     if length < 0:
         raise ValueError("length must not be negative")
-    needed = _round_up(max(1, -(-length // MAX_PARTS)), MiB)
-    size = max(preferred, needed)
-    if size > cap:
-        raise TooLargeForBudget(
-            f"{length} bytes need parts of {size} bytes, more than the memory budget allows"
+    size = max(preferred, _round_up(max(1, -(-length // parts)), MiB))
+    if size <= cap:
+        return PartPlan(base=size, cap=size, fixed=True)
+    sub = max(preferred, _round_up(-(-size // parts), MiB))
+    if size > MAX_PART or sub > cap:
+        raise TooLargeForParts(
+            f"{length} bytes need parts of {size} bytes, more than {parts:,} parts "
+            f"of at most {largest_part(budget, parts)} bytes hold"
         )
-    return PartPlan(base=size, cap=size, fixed=True)
+    return PartPlan(base=size, cap=size, fixed=True, sub=sub)
 
 
 def part_for_request(body: int | None) -> int:

@@ -6,6 +6,11 @@ a restart loses nothing:
     uploads/{id}/info.json     an unfinished upload's record
     uploads/{id}/tail.{n}      bytes received after the last full part; they
                                will open part n (stale once part n exists)
+    uploads/{id}/seg.{n}       part n when it is larger than a buffer: a multipart
+                               upload of its own (a segment), in sub-parts; once
+                               whole it is copied into part n and deleted
+    uploads/{id}/tail.{n}.{m}  bytes received after segment n's last full
+                               sub-part; they will open its sub-part m
     uploads/{id}/lock          a short lease held by the request writing it
     uploads/{id}/final         a partial upload's claim: its final upload's id
                                (a finished partial upload keeps its info.json
@@ -70,6 +75,20 @@ def tail_prefix(upload_id: str) -> str:
 
 def tail_key(upload_id: str, part: int) -> str:
     return f"{tail_prefix(upload_id)}{part}"
+
+
+def segment_prefix(upload_id: str) -> str:
+    return f"uploads/{upload_id}/seg."
+
+
+def segment_key(upload_id: str, part: int) -> str:
+    """Part ``part`` written as a multipart upload of its own (it is larger than a buffer)."""
+    return f"{segment_prefix(upload_id)}{part}"
+
+
+def sub_tail_key(upload_id: str, part: int, sub: int) -> str:
+    """The bytes after segment ``part``'s last full sub-part; they open sub-part ``sub``."""
+    return f"{tail_prefix(upload_id)}{part}.{sub}"
 
 
 def lock_key(upload_id: str) -> str:
@@ -161,6 +180,10 @@ class UploadRecord:
     content_type: str = "application/octet-stream"
     multipart_id: str | None = None
     committed: int = 0  # how many full parts count; written parts past it are ignored
+    # The open segment (part ``committed + 1`` when it is larger than a buffer): its
+    # multipart upload id and how many of its sub-parts count.
+    segment_id: str | None = None
+    segment_committed: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     finished: bool = False
     # tus concatenation: "partial" (a piece of a file, never delivered on its own) or

@@ -137,6 +137,19 @@ class Uploads:
     async def exists(self, upload_id: str) -> bool:
         return await self.store.head(records.info_key(upload_id)) is not None
 
+    async def orphan_segments(self) -> list[MultipartInfo]:
+        """Segments' multipart uploads (parts larger than a buffer, under an upload's
+        working prefix) whose upload's record is gone; a live upload's go with it."""
+        found: list[MultipartInfo] = []
+        for upload in await self.store.list_multipart(records.UPLOADS_PREFIX):
+            upload_id = upload.key[len(records.UPLOADS_PREFIX) :].split("/", 1)[0]
+            if not (records.is_id(upload_id) and await self.exists(upload_id)):
+                found.append(upload)
+        return found
+
+    async def abort_multipart(self, upload: MultipartInfo) -> None:
+        await self.store.abort_multipart(upload.key, upload.upload_id)
+
 
 class Names:
     """The unfinished raw PUT of each (link, file name): what a ranged PUT continues."""

@@ -45,7 +45,8 @@ def test_every_surface_says_the_number_it_takes(gateway_any: GatewayProcess) -> 
         largest
         == size_limit(max_upload=settings.max_upload, buffer_memory=settings.buffer_memory).largest
     )
-    assert largest < settings.max_upload  # the defaults' budget decides, and every surface says so
+    # With the defaults GATEWAY_MAX_UPLOAD decides (the buffer budget no longer does).
+    assert largest == settings.max_upload == 5 * 1024**4
     link = proc.link("7001")
     endpoint = f"{link}/tus/"
 
@@ -68,6 +69,9 @@ def test_every_surface_says_the_number_it_takes(gateway_any: GatewayProcess) -> 
         largest
     )
     assert httpx.delete(taken.headers["Location"], headers=TUS).status_code == 204
+    two_tib = create(endpoint, 2 * 1024**4, "two.bin")  # parts past a buffer: segments
+    assert two_tib.status_code == 201, two_tib.text
+    assert httpx.delete(two_tib.headers["Location"], headers=TUS).status_code == 204
     refused = create(endpoint, largest + 1, "past.bin")
     assert refused.status_code == 413
     assert _says(refused.json()["error"]["message"], largest), refused.text
@@ -106,8 +110,8 @@ def test_a_link_minted_with_a_larger_cap_is_held_to_the_gateway(
     gateway_file: GatewayProcess,
 ) -> None:
     largest = _largest(gateway_file)
-    # Minted where the budget was bigger (another replica's settings, the same secret).
-    roomy = gateway_file.settings.with_(buffer_memory=64 * 1024**3)
+    # Minted where the limit was higher (another replica's settings, the same secret).
+    roomy = gateway_file.settings.with_(max_upload=40 * 1024**4)
     link = Links(roomy).mint("7002").url
     assert httpx.options(f"{link}/tus/", headers=TUS).headers["Tus-Max-Size"] == str(largest)
     assert f'data-max-size="{largest}"' in httpx.get(link, timeout=30).text
@@ -131,7 +135,7 @@ def test_links_above_the_limit_are_refused(gateway_file: GatewayProcess) -> None
     refused = httpx.post(api, json={"ticket": "7003", "max_size": largest + 1}, headers=headers)
     assert refused.status_code == 400
     assert _says(refused.json()["error"]["message"], largest), refused.text
-    named = httpx.post(api, json={"ticket": "7003", "max_size": "2TiB"}, headers=headers)
+    named = httpx.post(api, json={"ticket": "7003", "max_size": "6TiB"}, headers=headers)
     assert named.status_code == 400 and _says(named.json()["error"]["message"], largest)
     default = httpx.post(api, json={"ticket": "7003"}, headers=headers)
     assert default.status_code == 201 and default.json()["max_size"] == largest
@@ -141,7 +145,7 @@ def test_links_above_the_limit_are_refused(gateway_file: GatewayProcess) -> None
     cli = [sys.executable, "-m", "gateway", "link", "--ticket", "7003"]
     run = {"env": gateway_file.env, "cwd": gateway_file.workdir, "capture_output": True,
            "text": True, "timeout": 60}  # fmt: skip
-    too_big = subprocess.run([*cli, "--max-size", "2TiB"], **run)  # type: ignore[call-overload]
+    too_big = subprocess.run([*cli, "--max-size", "6TiB"], **run)  # type: ignore[call-overload]
     assert too_big.returncode == 2
     assert _says(too_big.stderr, largest), too_big.stderr
     plain = subprocess.run(cli, **run)  # type: ignore[call-overload]
@@ -160,7 +164,8 @@ def test_start_up_says_the_limit_once_and_why(gateway_file: GatewayProcess) -> N
     assert len(said) == 1, said
     text = json.dumps(said[0])
     assert f"{largest:,} bytes" in text
-    assert "GATEWAY_BUFFER_MEMORY" in text
+    assert "set by GATEWAY_MAX_UPLOAD=5.0 TiB" in text
+    assert "is more" not in text  # nothing to warn about with the defaults
     assert not any("refused with 413" in json.dumps(line) for line in lines)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import ObjectStore
+from gateway.store.base import StorageError
 from gateway.store.compose import MIN_PART, Piece, PlannedPart, plan
 from gateway.store.file import FileStore
 from gateway.store.manifest import Manifest
@@ -178,3 +179,43 @@ def test_plan_copies_large_sources_whole() -> None:
 def test_plan_refuses_more_parts_than_s3_allows() -> None:
     with pytest.raises(ValueError, match="10000"):
         plan([MIN_PART] * 10001)
+
+
+@pytest.mark.parametrize("shape", ["plain", "multipart"])
+def test_copy_part_makes_an_object_a_part_of_another_upload(
+    new_store: StoreFactory, shape: str
+) -> None:
+    """A segment (an object of its own) becomes one part of the file's upload."""
+    head, segment, tail = os.urandom(5 * MiB), os.urandom(11 * MiB + 7), os.urandom(9)
+
+    async def scenario(store: ObjectStore) -> None:
+        if shape == "plain":
+            await store.put("up/seg.2", segment)
+        else:
+            await multipart(store, "up/seg.2", [segment[: 6 * MiB], segment[6 * MiB :]])
+        upload_id = await store.create_multipart("up/data")
+        first = await store.upload_part("up/data", upload_id, 1, memoryview(head))
+        copied = await store.copy_part("up/data", upload_id, 2, "up/seg.2")
+        assert (copied.number, copied.size) == (2, len(segment))
+        last = await store.upload_part("up/data", upload_id, 3, memoryview(tail))
+        listed = await store.list_parts("up/data", upload_id)
+        assert [(p.number, p.size) for p in listed] == [(1, 5 * MiB), (2, len(segment)), (3, 9)]
+        assert listed[1].etag == copied.etag
+        await store.delete("up/seg.2")  # the part does not need its source any more
+        await store.complete_multipart("up/data", upload_id, [first, copied, last])
+        assert await collect(store, "up/data") == head + segment + tail
+
+    run(new_store(), scenario)
+
+
+def test_copy_part_of_a_missing_object_or_upload_is_a_key_error(new_store: StoreFactory) -> None:
+    async def scenario(store: ObjectStore) -> None:
+        upload_id = await store.create_multipart("up/data")
+        with pytest.raises(KeyError):
+            await store.copy_part("up/data", upload_id, 1, "up/nothing")
+        await store.put("up/seg.1", os.urandom(MiB))
+        await store.abort_multipart("up/data", upload_id)
+        with pytest.raises((KeyError, StorageError)):  # S3 says the upload vanished
+            await store.copy_part("up/data", upload_id, 1, "up/seg.1")
+
+    run(new_store(), scenario)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -416,17 +417,19 @@ def test_unknown_length_over_the_link_cap_is_too_large(new_store: StoreFactory) 
 
 def test_the_gateway_limit_holds_a_link_with_a_larger_cap(new_store: StoreFactory) -> None:
     async def scenario(h: Harness) -> None:
-        engine = h.engine()  # 10 MiB budget: 10,000 parts of 5 MiB
+        engine = h.engine()  # a 10 MiB budget: parts past 5 MiB are segments
         largest = engine.limit.largest
-        assert largest == 10_000 * PART < h.link.max_size
-        record = await create(engine, h.link, largest)
+        link = replace(h.link, max_size=1 << 50)
+        assert largest == 10_000 * 5 * 1024 * MiB < link.max_size
+        record = await create(engine, link, largest)
         assert record.max_size == largest
+        assert record.plan.sub == PART and record.plan.base == 5 * 1024 * MiB
         await engine.abandon(record)
         with pytest.raises(GatewayError) as info:
-            await create(engine, h.link, largest + 1)
+            await create(engine, link, largest + 1)
         assert info.value.code is Code.TOO_LARGE
-        assert f"this gateway accepts at most {largest:,} bytes (48.8 GiB)" in info.value.message
-        unknown = await create(engine, h.link, None)
+        assert f"this gateway accepts at most {largest:,} bytes (48.8 TiB)" in info.value.message
+        unknown = await create(engine, link, None)
         assert unknown.max_size == engine.limit.streamed <= largest
         await engine.abandon(unknown)
 

@@ -88,3 +88,48 @@ def test_parts_gone_without_a_data_object_is_gone(new_store: StoreFactory) -> No
         await store.close()
 
     asyncio.run(scenario())
+
+
+SEGMENTED = PartPlan(base=7 * MiB, cap=7 * MiB, fixed=True, sub=5 * MiB)
+
+
+def test_an_open_segment_counts_its_committed_sub_parts_and_its_tail(
+    new_store: StoreFactory,
+) -> None:
+    """Part 1 is larger than a buffer: a segment of a 5 MiB and a 2 MiB sub-part."""
+
+    async def scenario() -> None:
+        store = new_store()
+        record = _record(length=12 * MiB)
+        record.plan = SEGMENTED
+        key = records.segment_key(record.id, 1)
+        record.segment_id = await store.create_multipart(key)
+        await store.upload_part(key, record.segment_id, 1, memoryview(b"a" * (5 * MiB)))
+        await store.upload_part(key, record.segment_id, 2, memoryview(b"b" * (2 * MiB)))
+        record.segment_committed = 1  # sub-part 2 landed but does not count yet
+        await store.put(records.sub_tail_key(record.id, 1, 2), b"t" * 1000)
+        await store.put(records.tail_key(record.id, 1), b"stale")  # not a segment's tail
+        await store.put(records.sub_tail_key(record.id, 1, 3), b"stale")
+        found = await offsets.stored(store, record)
+        assert found.segment is not None and found.segment.committed == 1
+        assert found.tail == b"t" * 1000
+        assert found.tail_key == records.sub_tail_key(record.id, 1, 2)
+        assert found.offset == 5 * MiB + 1000
+
+        record.segment_committed = 2  # the whole part: sealing is all that is left
+        found = await offsets.stored(store, record)
+        assert found.offset == 7 * MiB and found.tail is None
+        listed = await store.list_parts(key, record.segment_id)
+        await store.complete_multipart(key, record.segment_id, listed)
+        found = await offsets.stored(store, record)  # completed, not yet copied
+        assert found.segment is not None and found.segment.complete
+        assert found.offset == 7 * MiB
+
+        await store.delete(key)  # gone (copied, and then deleted)
+        assert (await offsets.stored(store, record)).offset == 0
+        record.segment_id = await store.create_multipart(records.segment_key(record.id, 2))
+        record.segment_committed = 0  # names a segment of part 2: nothing of part 1 counts
+        assert (await offsets.stored(store, record)).offset == 0
+        await store.close()
+
+    asyncio.run(scenario())

@@ -80,6 +80,18 @@ class S3Compose(S3Multipart):
                     await self.abort_multipart(key, upload_id)
             raise
 
+    async def copy_part(self, key: str, upload_id: str, number: int, source_key: str) -> Part:
+        """Part ``number`` becomes the whole object ``source_key`` (one UploadPartCopy)."""
+        if self._part_copy is False:
+            raise NotImplementedError("the S3 server does not copy parts (UploadPartCopy)")
+        info = await self.head(source_key)
+        if info is None:
+            raise KeyError(source_key)
+        if not 0 < info.size <= 5 * 1024**3:  # S3 copies 1 byte to 5 GiB into a part
+            raise StorageError(f"copying {source_key!r} into a part: {info.size} bytes")
+        planned = PlannedPart(pieces=(Piece(source=0, start=0, end=info.size),), copy=True)
+        return await self._copy_part(key, upload_id, number, planned, [info])
+
     async def _copy_part(
         self,
         key: str,
