@@ -8,7 +8,6 @@ names the variable.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from gateway.errors import ConfigError
 from gateway.parsers import boolean, choice, comma_list, desk_id, http_url, positive, table, wait
 from gateway.parsers import is_loopback_url as is_loopback_url  # also the place others import it
 from gateway.scan import CLAMD_MAX_SCAN
+from gateway.signing import load_or_create_secret
 from gateway.units import parse_duration, parse_size
 
 T = TypeVar("T")
@@ -201,22 +201,6 @@ def _needs(env: Mapping[str, str], name: str, other: str) -> None:
         raise ConfigError(f"{other}: required with {name}")
 
 
-def _load_or_create_secret(data_dir: Path) -> bytes:
-    path = data_dir / "secret.key"
-    try:
-        raw = path.read_text().strip()
-        if len(raw) >= 32:
-            return raw.encode()
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-    return value.encode()
-
-
 def _jira_settings(env: Mapping[str, str]) -> JiraSettings:
     required = {
         "GATEWAY_JIRA_URL": "e.g. https://acme.atlassian.net",
@@ -304,7 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         **_storage(env, storage), **_ticket_system(env, tickets), **_limits(env, tickets),
         **_scanning(env), **_downloads(env, storage), **_serving(env),
     )  # fmt: skip
-    secret = secret_text.encode() if secret_text else _load_or_create_secret(data_dir)
+    secret = secret_text.encode() if secret_text else load_or_create_secret(data_dir)
     return replace(settings, secret=secret)
 
 

@@ -13,7 +13,9 @@ import base64
 import binascii
 import json
 import os
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -139,3 +141,20 @@ DOWNLOAD = "download"
 
 def new_link_id() -> str:
     return _b64e(os.urandom(9))
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The embedded default's signing key: ``secret.key`` in the data dir, made once (0600)."""
+    path = data_dir / "secret.key"
+    try:
+        raw = path.read_text().strip()
+        if len(raw) >= 32:
+            return raw.encode()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value.encode()

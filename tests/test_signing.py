@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from gateway.signing import (
     TokenExpired,
     TokenInvalid,
     UploadLink,
+    load_or_create_secret,
     new_link_id,
     sign,
     verify,
@@ -127,3 +129,12 @@ def test_claims_of_the_wrong_shape_are_invalid() -> None:
     token = sign({"exp": NOW + 10}, SECRET, UPLOAD)
     with pytest.raises(TokenInvalid):
         UploadLink.from_claims(verify(token, SECRET, UPLOAD, NOW))
+
+
+def test_the_embedded_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    first = load_or_create_secret(tmp_path / "data")
+    path = tmp_path / "data" / "secret.key"
+    assert len(first) >= 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_secret(tmp_path / "data") == first  # the same key after a restart
+    path.write_text("short\n")  # too short to be a key: replaced by a fresh one
+    assert load_or_create_secret(tmp_path / "data") not in (first, b"short")

@@ -25,7 +25,7 @@ from gateway.store import ObjectStore
 from gateway.store.s3 import S3Store
 from gateway.uploads import records
 from gateway.uploads.budget import BufferBudget
-from gateway.uploads.engine import UploadEngine
+from gateway.uploads.engine import UploadEngine, WriteRequest
 from gateway.uploads.records import FileRecord
 from tests.store.conftest import StoreFactory, run
 from tests.store.test_compose import (  # noqa: F401 - collected here again, on these servers
@@ -145,12 +145,14 @@ def test_engine_round_trip_with_a_resume(compat_server: CompatServer) -> None:
             record = await first.create(
                 link, filename="trace.bin", length=len(data), protocol="put"
             )
-            progress = await first.write(record, 0, _body(data[:cut]))
+            progress = await first.write(record, WriteRequest(0, _body(data[:cut])))
             assert progress.file is None and progress.offset == cut
 
             again = await second.load(record.id)  # a restart: nothing in memory
             assert await second.offset(again) == cut
-            progress = await second.write(again, cut, _body(data[cut:]), expect=len(data) - cut)
+            progress = await second.write(
+                again, WriteRequest(cut, _body(data[cut:]), expect=len(data) - cut)
+            )
             assert progress.file is not None
             assert progress.file.size == len(data)
             assert progress.file.sha256 == hashlib.sha256(data).hexdigest()

@@ -20,23 +20,12 @@ from gateway.uploads.finish import Finisher
 from gateway.uploads.limit import size_limit
 from gateway.uploads.partsize import PartPlan
 from gateway.uploads.records import FileRecord, UploadRecord
-from gateway.uploads.writer import WriteRequest, parts_in_flight, write_locked
+from gateway.uploads.writer import WriteRequest, write_locked
 from tests.uploads.conftest import StoreFactory
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 DATA = os.urandom(2 * PART + 4321)
-
-
-@pytest.mark.parametrize(
-    ("budget", "part", "expected"),
-    [(10 * MiB, 5 * MiB, 2), (256 * MiB, 16 * MiB, 8), (1024 * MiB, 16 * MiB, 8),
-     (64 * MiB, 8 * MiB, 4)],
-)  # fmt: skip
-def test_parts_in_flight_keep_the_store_busy_within_the_budget(
-    budget: int, part: int, expected: int
-) -> None:
-    assert parts_in_flight(budget, part) == expected
 
 
 async def _body(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
