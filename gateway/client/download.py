@@ -29,7 +29,6 @@ Exit status 0 only if every file is OK.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,9 +39,10 @@ from rich.progress import Progress
 
 from gateway.client import retry
 from gateway.client.fetch import VERIFY_BLOCK, FileFetch, Meter
+from gateway.client.outcome import Failed
+from gateway.client.progress import progress_bar, shown
 from gateway.client.remote import (
     TIMEOUT,
-    Failed,
     Job,
     Remote,
     Result,
@@ -51,7 +51,6 @@ from gateway.client.remote import (
     name_from,
     sha256_of_etag,
 )
-from gateway.client.upload import _progress
 from gateway.filenames import clean_filename, unique_names
 
 __all__ = [
@@ -188,7 +187,7 @@ def run_download(
     except OSError as exc:
         err.print(f"gateway download: {directory}: {exc.strerror or exc}")
         return 2
-    progress = None if quiet else _progress(err)
+    progress = None if quiet else progress_bar(err)
     results: list[Result] = []
     limits = httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections)
     with httpx.Client(timeout=TIMEOUT, limits=limits, follow_redirects=False) as client:
@@ -245,9 +244,7 @@ def _fetch_all(
 ) -> list[Result]:
     """Fetch the jobs one after another; a file that fails does not stop the others."""
     results: list[Result] = []
-    if progress is not None:
-        progress.start()
-    try:
+    with shown(progress, err):
         for job in jobs:
             downloader.headers = headers if _same_origin(job.url, gateway) else {}
             try:
@@ -259,14 +256,6 @@ def _fetch_all(
             except OSError as exc:
                 err.print(f"{job.url}: {exc.strerror or exc}")
                 results.append(Result(job.url, False, reason="unwritable"))
-    except KeyboardInterrupt:
-        if progress is not None:
-            progress.stop()
-        err.print("interrupted; run the same command again to resume")
-        os._exit(130)
-    finally:
-        if progress is not None:
-            progress.stop()
     return results
 
 

@@ -23,6 +23,7 @@ import httpx
 from rich.progress import Progress, TaskID
 
 from gateway.client import ranged, retry
+from gateway.client.outcome import Failed
 from gateway.client.pieces import (
     PieceCheck,
     PieceState,
@@ -33,7 +34,7 @@ from gateway.client.pieces import (
     spans,
     state_path,
 )
-from gateway.client.remote import Failed, Remote, _message, _reason
+from gateway.client.remote import Remote, _message, _reason
 
 VERIFY_BLOCK = 4 * 1024 * 1024
 BODY_BLOCK = 1024 * 1024  # a piece's body is read into a buffer this big, then written

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 class Failed(Exception):
-    """The upload of one file failed for good; ``reason`` is one word for the final line."""
+    """One file's upload or download failed for good; ``reason`` is one word for its line."""
 
     def __init__(self, reason: str, message: str = "") -> None:
         super().__init__(message or reason)

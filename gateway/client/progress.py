@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -27,6 +30,23 @@ def progress_bar(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+@contextlib.contextmanager
+def shown(progress: Progress | None, err: Console) -> Iterator[None]:
+    """Show the bars for the block; Ctrl-C stops at once, leaving every file resumable."""
+    if progress is not None:
+        progress.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
+        err.print("interrupted; run the same command again to resume")
+        os._exit(130)
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 class Meter:

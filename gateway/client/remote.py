@@ -17,14 +17,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _EXTENDED_NAME = re.compile(r"filename\*\s*=\s*(UTF-8|ISO-8859-1)'[^']*'([^;\s]+)", re.I)
 
 
-class Failed(Exception):
-    """One file failed for good; ``reason`` is one word for the final line."""
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(message or reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Result:
     url: str

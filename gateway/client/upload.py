@@ -30,7 +30,6 @@ Exit status 0 only if every file is OK.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from rich.progress import Progress
 from gateway.client import streams
 from gateway.client.concat import Joiner
 from gateway.client.outcome import Failed, Result
-from gateway.client.progress import Meter, progress_bar
+from gateway.client.progress import Meter, progress_bar, shown
 from gateway.client.reader import FileHash
 from gateway.client.send import Job, Sender, Stream
 from gateway.client.state import StateFile, fingerprint, state_dir
@@ -49,10 +48,6 @@ from gateway.client.streams import ALIGN, AUTO_STREAMS, Span
 from gateway.client.tus import TIMEOUT, Tus, link_of
 
 __all__ = ["Failed", "Result", "link_of", "run_upload"]
-
-# ``gateway download`` draws its bars the same way.
-_progress = progress_bar
-
 
 class Uploader:
     """Uploads files to one link: resumes what the state file remembers, else starts."""
@@ -157,21 +152,10 @@ def _upload_all(
     """Every file, ``parallel`` at once. Ctrl-C leaves at once (exit 130): worker threads
     cannot be interrupted, what was sent is kept on the server and the state file is
     always consistent, so a re-run resumes."""
-    progress = uploader.progress
-    if progress is not None:
-        progress.start()
-    try:
+    with shown(uploader.progress, err):
         with concurrent.futures.ThreadPoolExecutor(min(parallel, len(files))) as pool:
             results = pool.map(lambda name: _one(uploader, err, name), files)
             return dict(zip(files, results, strict=True))
-    except KeyboardInterrupt:
-        if progress is not None:
-            progress.stop()
-        err.print("interrupted; run the same command again to resume")
-        os._exit(130)
-    finally:
-        if progress is not None:
-            progress.stop()
 
 
 def run_upload(
