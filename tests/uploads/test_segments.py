@@ -23,6 +23,7 @@ from gateway.uploads.engine import UploadEngine, WriteRequest
 from gateway.uploads.limit import size_limit
 from gateway.uploads.partsize import MiB
 from gateway.uploads.records import UploadRecord
+from gateway.uploads.repository import Records
 from tests.uploads.conftest import StoreFactory
 from tests.uploads.test_engine import Harness, body, read_all, run
 
@@ -253,7 +254,7 @@ def test_sweep_aborts_the_segments_of_expired_and_vanished_uploads(
         await engine.intake.save(live)
 
         report = await sweep(
-            engine.store, engine, retention=None, clock=lambda: expired.expires_at + 1,
+            Records(engine.store), engine, retention=None, clock=lambda: expired.expires_at + 1,
             multipart_age=0,
         )  # fmt: skip
         assert report.expired_uploads == 1
