@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import os
 import re
 import shutil
 import signal
@@ -32,6 +30,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.cpu import process_cpu
+from bench.data import make_file
 from bench.profile_summary import summarise
 from gateway.units import parse_size
 from tests.support.gateway import GatewayProcess, gateway_env, start_gateway
@@ -61,20 +61,7 @@ def calls_between(before: Sample, after: Sample) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def make_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            block = os.urandom(min(left, 1 << 20))
-            fh.write(block)
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
+    return process_cpu(pid) or 0.0
 
 
 async def upload_partials(
@@ -151,7 +138,7 @@ def py_spy(pid: int, out: Path, enabled: bool) -> Iterator[None]:
 def run(args: argparse.Namespace, workdir: Path) -> None:
     size, patch = parse_size(args.size), parse_size(args.patch)
     file = workdir / "upload.bin"
-    expected = make_file(file, size)
+    expected = make_file(file, size).sha256
     per = size // args.partials
     sizes = [per] * (args.partials - 1) + [size - per * (args.partials - 1)]
     env: dict[str, str] = {"GATEWAY_LOG_LEVEL": "warning"}
