@@ -39,15 +39,13 @@ from rich.progress import Progress
 
 from gateway.client import retry
 from gateway.client.fetch import VERIFY_BLOCK, FileFetch, Meter
-from gateway.client.outcome import Failed
+from gateway.client.outcome import Failed, message, reason
 from gateway.client.progress import progress_bar, shown
 from gateway.client.remote import (
     TIMEOUT,
     Job,
     Remote,
     Result,
-    _message,
-    _reason,
     name_from,
     sha256_of_etag,
 )
@@ -97,7 +95,7 @@ class Downloader:
             time.sleep(retry.backoff(attempt))
         assert response is not None
         if response.status_code != 200:
-            raise Failed(_reason(response), _message(response))
+            raise Failed(reason(response), message(response))
         sha256 = sha256_of_etag(response.headers.get("etag"))
         if sha256 is None:
             raise Failed("no-checksum", "the link names no SHA-256 (ETag) to verify against")
@@ -148,7 +146,7 @@ def ticket_jobs(
     except httpx.TransportError as exc:
         raise Failed("network", str(exc)) from exc
     if response.status_code != 200:
-        raise Failed(_reason(response), _message(response))
+        raise Failed(reason(response), message(response))
     files = response.json().get("files", [])
     names = unique_names([str(f.get("filename") or "download.bin") for f in files])
     jobs: list[Job] = []

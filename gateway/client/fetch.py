@@ -23,7 +23,7 @@ import httpx
 from rich.progress import Progress, TaskID
 
 from gateway.client import ranged, retry
-from gateway.client.outcome import Failed
+from gateway.client.outcome import Failed, message, reason
 from gateway.client.pieces import (
     PieceCheck,
     PieceState,
@@ -34,7 +34,7 @@ from gateway.client.pieces import (
     spans,
     state_path,
 )
-from gateway.client.remote import Remote, _message, _reason
+from gateway.client.remote import Remote
 
 VERIFY_BLOCK = 4 * 1024 * 1024
 BODY_BLOCK = 1024 * 1024  # a piece's body is read into a buffer this big, then written
@@ -238,8 +238,7 @@ class FileFetch:
                 if retry.retryable(response.status):
                     hinted = retry.retry_after(response.getheader("retry-after"), time.time())
                     raise _Retry(f"http-{response.status}", f"HTTP {response.status}", hinted, 0)
-                message = ranged.error_message(body, response.reason)
-                raise Failed(f"http-{response.status}", message)
+                raise Failed(f"http-{response.status}", ranged.error_message(body, response.reason))
             self._check_range(response.status, response.getheader("content-range"), start, end)
             position = start
             while position < end:
@@ -273,9 +272,9 @@ class FileFetch:
                 if not self._accepts(response.status_code, start, end):
                     if retry.retryable(response.status_code):
                         hinted = retry.retry_after(response.headers.get("retry-after"), time.time())
-                        raise _Retry(_reason(response), f"HTTP {response.status_code}", hinted, 0)
+                        raise _Retry(reason(response), f"HTTP {response.status_code}", hinted, 0)
                     response.read()
-                    raise Failed(_reason(response), _message(response))
+                    raise Failed(reason(response), message(response))
                 self._check_range(
                     response.status_code, response.headers.get("content-range"), start, end
                 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 
 class Failed(Exception):
     """One file's upload or download failed for good; ``reason`` is one word for its line."""
@@ -26,3 +28,16 @@ class Result:
         if self.ok:
             return f"OK {self.sha256} {self.size} {self.name}"
         return f"FAILED {self.reason} {self.name}"
+
+
+def reason(response: httpx.Response) -> str:
+    """The one word a refusal puts on the ``FAILED`` line."""
+    return f"http-{response.status_code}"
+
+
+def message(response: httpx.Response) -> str:
+    """The server's error message, else the status's reason phrase."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason_phrase

@@ -73,14 +73,3 @@ def sha256_of_etag(etag: str | None) -> str | None:
         return None
     value = etag.strip().strip('"').lower()
     return value if _SHA256.match(value) else None
-
-
-def _reason(response: httpx.Response) -> str:
-    return f"http-{response.status_code}"
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.reason_phrase

@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 
 from gateway.client import retry
-from gateway.client.outcome import Failed
+from gateway.client.outcome import Failed, reason
 from gateway.client.progress import Meter
 from gateway.client.reader import SLICE, Chunk, ChunkReader, FileHash, slices
 from gateway.client.streams import Span
-from gateway.client.tus import TUS, Tus, reason, refused
+from gateway.client.tus import TUS, Tus, refused
 from gateway.client.wire import FileConnection, direct
 
 

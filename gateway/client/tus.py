@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from gateway.client import retry
-from gateway.client.outcome import Failed
+from gateway.client.outcome import Failed, message, reason
 from gateway.client.streams import Offer, Part, Span, final_header
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -50,19 +50,6 @@ def metadata(path: Path) -> str:
     if kind:
         value += f",filetype {_b64(kind)}"
     return value
-
-
-def reason(response: httpx.Response) -> str:
-    """The one word a refusal puts on the ``FAILED`` line."""
-    return f"http-{response.status_code}"
-
-
-def message(response: httpx.Response) -> str:
-    """The server's error message, else the status's reason phrase."""
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.reason_phrase
 
 
 def refused(response: httpx.Response) -> Failed:

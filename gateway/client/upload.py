@@ -49,6 +49,7 @@ from gateway.client.tus import TIMEOUT, Tus, link_of
 
 __all__ = ["Failed", "Result", "link_of", "run_upload"]
 
+
 class Uploader:
     """Uploads files to one link: resumes what the state file remembers, else starts."""
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.client.outcome import Failed
+from gateway.client.outcome import Failed, message, reason
 from gateway.client.streams import Span
-from gateway.client.tus import TUS, Tus, final_of, link_of, message, metadata, reason
+from gateway.client.tus import TUS, Tus, final_of, link_of, metadata
 
 
 def test_link_of_accepts_what_users_paste() -> None:
