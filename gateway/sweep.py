@@ -62,14 +62,13 @@ async def sweep(
     report = SweepReport()
     now = clock()
     live_multipart = await _expire_uploads(records, engine, now, report, audit)
-    for mpu in await records.files.multipart_uploads():
-        if mpu.upload_id in live_multipart or now - mpu.initiated < multipart_age:
-            continue
-        await records.files.abort_multipart(mpu)
-        report.aborted_multipart += 1
-    for mpu in await records.uploads.orphan_segments():
+    unowned = [
+        m for m in await records.files.multipart_uploads() if m.upload_id not in live_multipart
+    ]
+    unowned += await records.uploads.orphan_segments()
+    for mpu in unowned:
         if now - mpu.initiated >= multipart_age:
-            await records.uploads.abort_multipart(mpu)
+            await records.abort_multipart(mpu)
             report.aborted_multipart += 1
     report.stale_names = await records.names.drop_stale(records.uploads)
     report.replay_markers = await records.replays.drop_older_than(REPLAY_MARKER_AGE, now)

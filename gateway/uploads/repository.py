@@ -81,9 +81,6 @@ class Files:
         """Multipart uploads the store holds for files, finished or abandoned."""
         return await self.store.list_multipart(records.FILES_PREFIX)
 
-    async def abort_multipart(self, upload: MultipartInfo) -> None:
-        await self.store.abort_multipart(upload.key, upload.upload_id)
-
 
 class FileIndex:
     """The files of one owner (a link, a ticket), indexed by empty keys under a prefix."""
@@ -146,9 +143,6 @@ class Uploads:
             if not (records.is_id(upload_id) and await self.exists(upload_id)):
                 found.append(upload)
         return found
-
-    async def abort_multipart(self, upload: MultipartInfo) -> None:
-        await self.store.abort_multipart(upload.key, upload.upload_id)
 
 
 class Names:
@@ -284,6 +278,10 @@ class Records:
         self.joined = JoinedMarkers(store)
         self.replays = ReplayMarkers(store)
         self.outbox = OutboxEntries(store)
+
+    async def abort_multipart(self, upload: MultipartInfo) -> None:
+        """Abort a multipart upload found by a listing (a file's or a segment's)."""
+        await self.store.abort_multipart(upload.key, upload.upload_id)
 
 
 def _link_of(file: FileRecord) -> str:
