@@ -65,7 +65,6 @@ class PartSender:
         self.parts = list(stored.parts)
         self.tail = stored.tail
         self.tail_key = stored.tail_key
-        self.offset = stored.offset
         self.number = self.first = len(stored.parts) + 1
         self.hash_ok = True  # False once a failure may have left the running hash out of step
         # Parts are committed (counted) as they land, unless a checksum must judge them first.

@@ -179,9 +179,9 @@ class S3Objects(S3Base):
         )
         try:
             while chunks := await batch:
-                if len(chunks) == READ_BATCH:
-                    batch = asyncio.ensure_future(self._call(_read_batch, body=body))
                 full = len(chunks) == READ_BATCH
+                if full:
+                    batch = asyncio.ensure_future(self._call(_read_batch, body=body))
                 chunks.reverse()
                 while chunks:
                     yield chunks.pop()  # dropped as sent, not held to the batch's end
