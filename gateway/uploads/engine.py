@@ -49,7 +49,7 @@ class UploadEngine:
         limit: SizeLimit | None = None,
     ) -> None:
         # The largest file this process takes (computed once by the caller).
-        # Without one given, only the part limits and the budget bound it.
+        # Without one given, only the part limits bound it.
         limit = limit or size_limit(max_upload=MAX_PART * MAX_PARTS, buffer_memory=budget.limit)
         self.intake = Intake(
             store=store,
