@@ -155,8 +155,12 @@ def test_final_refuses_what_it_cannot_join(gateway_file: GatewayProcess) -> None
     assert receipt(link, ok.headers["X-Gateway-File-Id"])["size"] == 100
 
 
-def kill_mid_assembly(gateway: GatewayProcess, endpoint: str) -> tuple[list[bytes], list[str]]:
-    """Partials of 256 MiB in all, then a final POST whose gateway is SIGKILLed mid-copy."""
+def kill_mid_assembly(
+    gateway: GatewayProcess, seaweed: Any, endpoint: str
+) -> tuple[list[bytes], list[str]]:
+    """Partials of 256 MiB in all, then a final POST whose gateway is SIGKILLed mid-copy:
+    as soon as the final upload is recorded for assembly (its ``assembling/`` marker),
+    not after a fixed pause that a fast join outruns or a slow start never reaches."""
     pieces = [os.urandom(160 * MiB), os.urandom(96 * MiB + 1)]
     urls = [partial(endpoint, piece) for piece in pieces]
     answers: list[BaseException | httpx.Response] = []
@@ -169,7 +173,7 @@ def kill_mid_assembly(gateway: GatewayProcess, endpoint: str) -> tuple[list[byte
 
     thread = threading.Thread(target=first_try)
     thread.start()
-    time.sleep(1.0)
+    wait_for_assembly_marker(gateway, seaweed)
     assert not answers, "the assembly finished before the kill; the test proves nothing"
     gateway.kill()
     thread.join(30)
@@ -183,7 +187,7 @@ def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any
     POST then answers with the same file."""
     link = gateway_s3.link("705")
     endpoint = f"{link}/tus/"
-    pieces, urls = kill_mid_assembly(gateway_s3, endpoint)
+    pieces, urls = kill_mid_assembly(gateway_s3, seaweed, endpoint)
     gateway_s3.start()
     final_url = f"{endpoint}{final_upload_id(gateway_s3, seaweed)}"
     polls = 0
@@ -212,14 +216,14 @@ def test_assembly_cut_by_a_kill_resumes(gateway_s3: GatewayProcess, seaweed: Any
 
 
 def test_assembly_cut_by_a_kill_finishes_with_no_client_help(
-    gateway_s3: GatewayProcess,
+    gateway_s3: GatewayProcess, seaweed: Any
 ) -> None:
     """The client gives up after its final POST failed. The restarted gateway's assembly
     check finds the final upload (once the dead process's lease runs out) and finishes it:
     the file is delivered once, and a final POST sent later learns it."""
     link = gateway_s3.link("708")
     endpoint = f"{link}/tus/"
-    pieces, urls = kill_mid_assembly(gateway_s3, endpoint)
+    pieces, urls = kill_mid_assembly(gateway_s3, seaweed, endpoint)
     gateway_s3.start()
     deadline = time.monotonic() + 120
     while not receipts(link) and time.monotonic() < deadline:
@@ -264,6 +268,20 @@ def test_final_posts_at_once_make_one_file(gateway_s3: GatewayProcess) -> None:
         (file_id, hashlib.sha256(data).hexdigest())
     ]
     assert head(urls[2]).headers["Upload-Offset"] == "5"  # the refused final took nothing
+
+
+def wait_for_assembly_marker(proc: GatewayProcess, seaweed: Any, timeout: float = 60.0) -> None:
+    """Poll the gateway's bucket until a final upload's ``assembling/`` marker exists."""
+    s3 = seaweed.client()
+    bucket = proc.env["GATEWAY_S3_BUCKET"]
+    prefix = proc.env.get("GATEWAY_S3_PREFIX", "")
+    deadline = time.monotonic() + timeout
+    try:
+        while not s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}assembling/").get("Contents"):
+            assert time.monotonic() < deadline, "the final upload was never recorded"
+            time.sleep(0.02)
+    finally:
+        s3.close()
 
 
 def final_upload_id(proc: GatewayProcess, seaweed: Any) -> str:
